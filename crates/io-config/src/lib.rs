@@ -1,0 +1,59 @@
+//! The run config of mtseg-pipeline: the TOML file a user writes, checked and resolved.
+//!
+//! This crate is the first step of a run: the CLI hands it the path given with `--config`, it
+//! returns a [`RunConfig`] (or a [`ConfigError`] that names the file, line, key and the closest
+//! valid key), and the `pipeline` crate turns that into the small parameter structs of each stage
+//! (slide reading, patch grid, inference, stitching, post-processing, export). No stage sees the
+//! whole config.
+//!
+//! # Overview
+//! - [`RunConfig::from_file`] reads `[model]`, `[io]`, `[input]`, `[output]` and `[pipeline]`.
+//!   Every table rejects unknown keys (a typo fails with its line and a "did you mean" hint).
+//! - [`preset`] gives the IO configs of TIAToolbox's five pretrained HoVer-Net models
+//!   ([`PRESET_NAMES`]); `[model] preset = "..."` fills architecture, shapes and class names, and
+//!   any `[io]` key overrides the preset.
+//! - Impossible shapes (stride larger than the output patch, output larger than the input, a tile
+//!   smaller than a patch, a margin wider than half a tile) are rejected here, before any work.
+//!
+//! ```
+//! use mtseg_io_config::{RunConfig, Shape2};
+//! let toml = r#"
+//!     [model]
+//!     preset = "hovernet_fast-pannuke"
+//!     [io]
+//!     stride = 128
+//!     [input]
+//!     slides = ["slide.svs"]
+//! "#;
+//! let cfg = RunConfig::from_toml(toml, "run.toml".as_ref()).unwrap();
+//! assert_eq!(cfg.io.patch_input, Shape2::square(256));
+//! assert_eq!(cfg.io.stride, Shape2::square(128));
+//!
+//! let typo = RunConfig::from_toml("[io]\nstrde = 3\n", "run.toml".as_ref()).unwrap_err();
+//! assert!(typo.to_string().contains("did you mean `stride`?"));
+//! ```
+//!
+//! # Choices a reader might question
+//! - Relative paths in the config are resolved against the current directory (as a shell would),
+//!   not the config's directory; entries of a `manifest` file are resolved against the manifest's
+//!   directory, so a manifest can sit beside its slides.
+//! - A glob that matches nothing is a config error; a plain path that does not exist is not: it is
+//!   reported as a failed slide at run time and the other slides still run.
+//! - The raw serde layer keeps the source span of every checked value, so semantic errors found
+//!   after parsing (a zero stride, an unknown preset) still carry their line.
+#![forbid(unsafe_code)]
+
+mod byte_size;
+mod config_errors;
+mod model_io;
+mod presets;
+mod raw_config;
+mod run_config;
+
+pub use config_errors::{ConfigError, Location};
+pub use model_io::{Architecture, HeadName, ModelIo, ResolutionSpec, Shape2};
+pub use presets::{PRESET_NAMES, Preset, preset};
+pub use run_config::{
+    BackendChoice, DeviceSpec, InputConfig, InputMode, Interpolation, MaskSpec, MemoryLimit,
+    ModelConfig, OutputConfig, OutputFormat, PipelineConfig, Precision, RunConfig,
+};

@@ -1,0 +1,850 @@
+//! The resolved run config: the preset applied, overrides merged, every value checked, globs and
+//! the manifest expanded. Built once by [`RunConfig::from_file`]; stages get small parameter
+//! structs made from it by the `pipeline` crate, never the whole config.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use crate::config_errors::{ConfigError, Location, backticked, closest, table_at};
+use crate::model_io::{Architecture, HeadName, ModelIo, ResolutionSpec, Shape2};
+use crate::presets::{PRESET_NAMES, preset};
+use crate::raw_config::{RawConfig, RawResolution, RawShape, keys_of};
+
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// CUDA device 0 when one is usable, else the CPU.
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// CUDA device N.
+    Cuda(u32),
+}
+
+impl DeviceSpec {
+    /// Parses `"auto"`, `"cpu"`, `"cuda"` (= `cuda:0`) or `"cuda:N"`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            "cpu" => Some(Self::Cpu),
+            "cuda" => Some(Self::Cuda(0)),
+            _ => s.strip_prefix("cuda:")?.parse().ok().map(Self::Cuda),
+        }
+    }
+}
+
+/// Floating-point precision of the forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// 32-bit floats (default; the only choice on the CPU).
+    Fp32,
+    /// bfloat16 autocast (CUDA only).
+    Bf16,
+    /// float16 autocast (CUDA only).
+    Fp16,
+}
+
+/// How patches are resampled when the processing resolution differs from a pyramid level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interpolation {
+    /// Area averaging when shrinking, bicubic when enlarging (what TIAToolbox documents).
+    Optimise,
+    /// What TIAToolbox 2.1.3's `read_bounds(coord_space="resolution")` really does: bicubic when
+    /// shrinking and area when enlarging (its scale factor is inverted). For bit-level parity runs.
+    TiaToolbox,
+    /// Always area averaging.
+    Area,
+    /// Always bicubic.
+    Cubic,
+}
+
+/// Whole-slide tiling or independent patches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputMode {
+    /// Whole-slide mode: any size, patch grid, stitching, tiles.
+    Wsi,
+    /// Patch mode: each input image is one model input patch (TIAToolbox's `patch_mode=True`).
+    Patch,
+}
+
+/// Which tissue mask to use in WSI mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MaskSpec {
+    /// Otsu threshold of the 1.25x thumbnail, as TIAToolbox's `auto_get_mask`.
+    Auto,
+    /// No mask: every patch is processed.
+    None,
+    /// A mask image per slide; `{stem}` in the pattern is replaced by the slide's file stem.
+    Path(String),
+}
+
+/// Which slide reader to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// Chosen from the file: OpenSlide for formats it knows, else TIFF, else plain image.
+    Auto,
+    /// OpenSlide.
+    OpenSlide,
+    /// The pure-Rust TIFF reader.
+    Tiff,
+    /// A plain PNG/JPEG/TIFF image read whole.
+    Image,
+}
+
+/// An output file kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputFormat {
+    /// TIAToolbox SQLite AnnotationStore (`.db`).
+    AnnotationStore,
+    /// QuPath GeoJSON detections (`.geojson`).
+    QuPath,
+    /// Zarr V3 store (`.zarr`).
+    Zarr,
+}
+
+impl OutputFormat {
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AnnotationStore => "annotationstore",
+            Self::QuPath => "qupath",
+            Self::Zarr => "zarr",
+        }
+    }
+}
+
+/// The memory budget of a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MemoryLimit {
+    /// A number of bytes.
+    Bytes(u64),
+    /// A fraction (0, 1] of the memory available to the process (RAM or cgroup limit).
+    FractionOfRam(f64),
+}
+
+/// `[model]`, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// The preset the values came from, if any.
+    pub preset: Option<String>,
+    /// The network.
+    pub architecture: Architecture,
+    /// The weights file (`.pth`, `.safetensors`, or TorchScript `.pt`).
+    pub weights: Option<PathBuf>,
+    /// Where to run.
+    pub device: DeviceSpec,
+    /// Patches per forward pass.
+    pub batch_size: NonZeroU32,
+    /// Precision of the forward pass.
+    pub precision: Precision,
+    /// Nucleus class names, index = class id.
+    pub nuclei_classes: Vec<String>,
+    /// Tissue-layer class names, index = class id.
+    pub layer_classes: Vec<String>,
+}
+
+/// `[input]`, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputConfig {
+    /// WSI or patch mode.
+    pub mode: InputMode,
+    /// Input files, globs and manifest expanded, in the order given.
+    pub slides: Vec<PathBuf>,
+    /// Tissue mask choice.
+    pub mask: MaskSpec,
+    /// Microns per pixel of plain images that carry no resolution.
+    pub mpp: Option<f64>,
+    /// Reader choice.
+    pub backend: BackendChoice,
+}
+
+/// `[output]`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputConfig {
+    /// Output directory.
+    pub dir: PathBuf,
+    /// Formats to write.
+    pub formats: Vec<OutputFormat>,
+    /// Replace outputs that exist.
+    pub overwrite: bool,
+    /// Write dense instance / layer maps into the Zarr.
+    pub save_predictions: bool,
+    /// Write the stitched probability maps into the Zarr.
+    pub save_probabilities: bool,
+    /// Write `.geojson.gz` instead of `.geojson`.
+    pub gzip_geojson: bool,
+}
+
+/// `[pipeline]`, resolved. None of these change results, only speed and memory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PipelineConfig {
+    /// Memory budget.
+    pub memory_limit: MemoryLimit,
+    /// Capacity of each bounded channel between stages.
+    pub queue_capacity: NonZeroU32,
+    /// CPU threads (0 = all cores).
+    pub threads: u32,
+    /// Parallel patch readers (0 = automatic).
+    pub read_workers: u32,
+}
+
+/// A checked run config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunConfig {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// `[model]`.
+    pub model: ModelConfig,
+    /// `[io]`, the preset with overrides applied.
+    pub io: ModelIo,
+    /// Resampling choice (`[io] interpolation`).
+    pub interpolation: Interpolation,
+    /// `[input]`.
+    pub input: InputConfig,
+    /// `[output]`.
+    pub output: OutputConfig,
+    /// `[pipeline]`.
+    pub pipeline: PipelineConfig,
+}
+
+impl RunConfig {
+    /// Reads and checks the config at `path`. Relative paths inside it are resolved against the
+    /// current directory; manifest entries against the manifest's own directory.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let source = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::from_toml(&source, path)
+    }
+
+    /// Parses and checks `source`, reporting errors against `path`.
+    pub fn from_toml(source: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(source).map_err(|e| toml_error(source, path, &e))?;
+        Resolver { source, path }.resolve(raw)
+    }
+}
+
+/// Turns a toml/serde error into a [`ConfigError`] with line, key and a "did you mean" hint.
+fn toml_error(source: &str, path: &Path, e: &toml::de::Error) -> ConfigError {
+    let raw_message = e.message().trim().to_string();
+    let span = e.span();
+    let location = span.as_ref().map(|s| Location::of_offset(source, s.start));
+    let table = span.as_ref().and_then(|s| table_at(source, s.start));
+    let names = backticked(&raw_message);
+    let message = raw_message.clone();
+    let mut key = None;
+    let mut hint = None;
+    let mut message = format!("invalid config: {message}");
+    if message.contains("unknown field") {
+        if let Some(word) = names.first() {
+            message = format!("unknown key `{word}`");
+            let valid = keys_of(table.as_deref());
+            key = Some(match &table {
+                Some(t) => format!("{t}.{word}"),
+                None => (*word).to_string(),
+            });
+            hint = Some(match closest(word, valid.iter().copied()) {
+                Some(c) => format!("did you mean `{c}`? valid keys here: {}", valid.join(", ")),
+                None => format!("valid keys here: {}", valid.join(", ")),
+            });
+        }
+    } else if let Some(s) = &span {
+        // For value errors the span covers the value; name the key on that line.
+        let line_start = source[..s.start].rfind('\n').map_or(0, |i| i + 1);
+        let line = &source[line_start..];
+        if let Some(eq) = line.find('=') {
+            let k = line[..eq].trim();
+            if !k.is_empty() && !k.starts_with('[') {
+                key = Some(match &table {
+                    Some(t) => format!("{t}.{k}"),
+                    None => k.to_string(),
+                });
+            }
+        }
+    }
+    ConfigError::Invalid {
+        path: path.to_path_buf(),
+        location,
+        key,
+        message,
+        hint,
+    }
+}
+
+struct Resolver<'a> {
+    source: &'a str,
+    path: &'a Path,
+}
+
+impl Resolver<'_> {
+    fn loc<T>(&self, v: &Spanned<T>) -> Option<Location> {
+        Some(Location::of_offset(self.source, v.span().start))
+    }
+
+    fn err<T>(&self, v: &Spanned<T>, key: &str, msg: impl Into<String>) -> ConfigError {
+        ConfigError::at(self.path, self.loc(v), key, msg)
+    }
+
+    fn missing(&self, key: &str, msg: impl Into<String>) -> ConfigError {
+        ConfigError::at(self.path, None, key, msg)
+    }
+
+    /// One of a fixed set of words, with a "did you mean" hint.
+    fn choice<T: Copy>(&self, v: &Spanned<String>, key: &str, options: &[(&str, T)]) -> Result<T, ConfigError> {
+        let word = v.get_ref().as_str();
+        if let Some((_, t)) = options.iter().find(|(name, _)| *name == word) {
+            return Ok(*t);
+        }
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let e = self.err(v, key, format!("unknown value `{word}`; expected one of {}", names.join(", ")));
+        Err(match closest(word, names.iter().copied()) {
+            Some(c) => e.with_hint(format!("did you mean `{c}`?")),
+            None => e,
+        })
+    }
+
+    fn positive(&self, v: &Spanned<i64>, key: &str) -> Result<u32, ConfigError> {
+        let n = *v.get_ref();
+        if n <= 0 {
+            return Err(self.err(v, key, format!("must be a positive whole number, got {n}")));
+        }
+        u32::try_from(n).map_err(|_| self.err(v, key, format!("{n} is too large (at most {})", u32::MAX)))
+    }
+
+    fn non_negative(&self, v: &Spanned<i64>, key: &str) -> Result<u32, ConfigError> {
+        let n = *v.get_ref();
+        if n < 0 {
+            return Err(self.err(v, key, format!("must be zero or positive, got {n}")));
+        }
+        u32::try_from(n).map_err(|_| self.err(v, key, format!("{n} is too large (at most {})", u32::MAX)))
+    }
+
+    fn shape(&self, v: &Spanned<RawShape>, key: &str) -> Result<Shape2, ConfigError> {
+        let (h, w) = match v.get_ref() {
+            RawShape::Square(n) => (*n, *n),
+            RawShape::HeightWidth(hw) if hw.len() == 2 => (hw[0], hw[1]),
+            RawShape::HeightWidth(hw) => {
+                return Err(self.err(
+                    v,
+                    key,
+                    format!("a shape is one number or [height, width]; got {} numbers", hw.len()),
+                ));
+            }
+        };
+        for n in [h, w] {
+            if n <= 0 {
+                return Err(self.err(v, key, format!("must be positive, got {n}")));
+            }
+            if n > 1 << 20 {
+                return Err(self.err(v, key, format!("{n} px is not a plausible size (at most {})", 1 << 20)));
+            }
+        }
+        Ok(Shape2 {
+            height: h as u32,
+            width: w as u32,
+        })
+    }
+
+    fn resolution(&self, v: &Spanned<RawResolution>, key: &str) -> Result<ResolutionSpec, ConfigError> {
+        let r = v.get_ref();
+        let given: Vec<ResolutionSpec> = [
+            r.mpp.map(ResolutionSpec::Mpp),
+            r.power.map(ResolutionSpec::Power),
+            r.baseline.map(ResolutionSpec::Baseline),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let [one] = given.as_slice() else {
+            return Err(self.err(
+                v,
+                key,
+                "give exactly one of { mpp = .. }, { power = .. } or { baseline = .. }",
+            ));
+        };
+        let value = one.value();
+        if !(value.is_finite() && value > 0.0) {
+            return Err(self.err(v, key, format!("resolution must be a positive number, got {value}")));
+        }
+        Ok(*one)
+    }
+
+    fn resolve(&self, raw: RawConfig) -> Result<RunConfig, ConfigError> {
+        let rm = raw.model.unwrap_or_default();
+        let ri = raw.io.unwrap_or_default();
+
+        // ---- preset + architecture
+        let preset = match &rm.preset {
+            Some(p) => Some(preset(p.get_ref()).ok_or_else(|| {
+                let e = self.err(p, "model.preset", format!("unknown preset `{}`", p.get_ref()));
+                match closest(p.get_ref(), PRESET_NAMES) {
+                    Some(c) => e.with_hint(format!("did you mean `{c}`? presets: {}", PRESET_NAMES.join(", "))),
+                    None => e.with_hint(format!("presets: {}", PRESET_NAMES.join(", "))),
+                }
+            })?),
+            None => None,
+        };
+        let architecture = self.architecture(&rm, preset.as_ref().map(|p| &p.architecture))?;
+
+        // ---- io
+        let base = preset.as_ref().map(|p| p.io);
+        let resolution = match &ri.resolution {
+            Some(r) => self.resolution(r, "io.resolution")?,
+            None => base
+                .map(|b| b.resolution)
+                .ok_or_else(|| self.missing("io.resolution", "is required when no preset is given"))?,
+        };
+        let shape_or = |v: &Option<Spanned<RawShape>>, key: &str, from: Option<Shape2>| match v {
+            Some(s) => self.shape(s, key),
+            None => from.ok_or_else(|| self.missing(key, "is required when no preset is given")),
+        };
+        let patch_input = shape_or(&ri.patch_input, "io.patch_input", base.map(|b| b.patch_input))?;
+        let patch_output = shape_or(&ri.patch_output, "io.patch_output", base.map(|b| b.patch_output))?;
+        // Without a preset the stride defaults to the output patch (no overlap), as the presets do.
+        let stride = shape_or(&ri.stride, "io.stride", Some(base.map_or(patch_output, |b| b.stride)))?;
+        let tile_shape = shape_or(&ri.tile_shape, "io.tile_shape", Some(base.map_or(Shape2::square(2048), |b| b.tile_shape)))?;
+        let margin = match &ri.margin {
+            Some(m) => self.non_negative(m, "io.margin")?,
+            None => base.map_or(128, |b| b.margin),
+        };
+        let io = ModelIo {
+            resolution,
+            patch_input,
+            patch_output,
+            stride,
+            tile_shape,
+            margin,
+        };
+        self.check_shapes(&io, &ri, &architecture)?;
+        let interpolation = match &ri.interpolation {
+            Some(v) => self.choice(
+                v,
+                "io.interpolation",
+                &[
+                    ("optimise", Interpolation::Optimise),
+                    ("optimize", Interpolation::Optimise),
+                    ("tiatoolbox", Interpolation::TiaToolbox),
+                    ("area", Interpolation::Area),
+                    ("cubic", Interpolation::Cubic),
+                ],
+            )?,
+            None => Interpolation::Optimise,
+        };
+
+        let model = self.model(rm, preset.as_ref(), architecture)?;
+        let input = self.input(raw.input.unwrap_or_default())?;
+        let output = self.output(raw.output.unwrap_or_default())?;
+        let pipeline = self.pipeline(raw.pipeline.unwrap_or_default())?;
+        if input.mode == InputMode::Patch && input.mask != MaskSpec::Auto && input.mask != MaskSpec::None {
+            // A mask image has no meaning for independent patches; say so rather than ignore it.
+            return Err(self.missing("input.mask", "a mask image cannot be used in patch mode"));
+        }
+        Ok(RunConfig {
+            path: self.path.to_path_buf(),
+            model,
+            io,
+            interpolation,
+            input,
+            output,
+            pipeline,
+        })
+    }
+
+    fn architecture(&self, rm: &crate::raw_config::RawModel, from_preset: Option<&Architecture>) -> Result<Architecture, ConfigError> {
+        let num_types = rm.num_types.as_ref().map(|v| self.positive(v, "model.num_types")).transpose()?;
+        let num_layers = rm.num_layers.as_ref().map(|v| self.positive(v, "model.num_layers")).transpose()?;
+        let heads = match &rm.heads {
+            Some(h) => Some(
+                h.get_ref()
+                    .iter()
+                    .map(|name| {
+                        HeadName::parse(name).ok_or_else(|| {
+                            self.err(h, "model.heads", format!("unknown head `{name}`; heads are np, hv, tp, ls"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
+        #[derive(Clone, Copy)]
+        enum Kind {
+            Fast,
+            Original,
+            Plus,
+            Script,
+        }
+        let kind = match &rm.architecture {
+            Some(a) => self.choice(
+                a,
+                "model.architecture",
+                &[
+                    ("hovernet-fast", Kind::Fast),
+                    ("hovernet-original", Kind::Original),
+                    ("hovernetplus", Kind::Plus),
+                    ("torchscript", Kind::Script),
+                ],
+            )?,
+            None => match from_preset {
+                Some(Architecture::HoVerNetFast { .. }) => Kind::Fast,
+                Some(Architecture::HoVerNetOriginal { .. }) => Kind::Original,
+                Some(Architecture::HoVerNetPlus { .. }) => Kind::Plus,
+                Some(Architecture::TorchScript { .. }) => Kind::Script,
+                None => {
+                    return Err(self
+                        .missing("model.architecture", "give a `preset` or an `architecture`")
+                        .with_hint(format!(
+                            "architectures: hovernet-fast, hovernet-original, hovernetplus, torchscript; presets: {}",
+                            PRESET_NAMES.join(", ")
+                        )));
+                }
+            },
+        };
+        let preset_types = match from_preset {
+            Some(Architecture::HoVerNetFast { num_types } | Architecture::HoVerNetOriginal { num_types }) => *num_types,
+            Some(Architecture::HoVerNetPlus { num_types, .. }) => Some(*num_types),
+            _ => None,
+        };
+        let preset_layers = match from_preset {
+            Some(Architecture::HoVerNetPlus { num_layers, .. }) => Some(*num_layers),
+            _ => None,
+        };
+        let arch = match kind {
+            Kind::Fast => Architecture::HoVerNetFast {
+                num_types: num_types.or(preset_types),
+            },
+            Kind::Original => Architecture::HoVerNetOriginal {
+                num_types: num_types.or(preset_types),
+            },
+            Kind::Plus => Architecture::HoVerNetPlus {
+                num_types: num_types.or(preset_types).ok_or_else(|| self.missing("model.num_types", "hovernetplus needs num_types"))?,
+                num_layers: num_layers
+                    .or(preset_layers)
+                    .ok_or_else(|| self.missing("model.num_layers", "hovernetplus needs num_layers"))?,
+            },
+            Kind::Script => Architecture::TorchScript {
+                heads: heads.clone().ok_or_else(|| {
+                    self.missing("model.heads", "a torchscript model must declare its heads, e.g. heads = [\"np\", \"hv\", \"tp\"]")
+                })?,
+            },
+        };
+        if let (Some(h), false) = (&rm.heads, matches!(arch, Architecture::TorchScript { .. })) {
+            return Err(self.err(h, "model.heads", "heads are declared only for architecture = \"torchscript\""));
+        }
+        if let Architecture::TorchScript { heads } = &arch {
+            if !heads.contains(&HeadName::Np) || !heads.contains(&HeadName::Hv) {
+                let h = rm.heads.as_ref().expect("torchscript heads were given");
+                return Err(self.err(h, "model.heads", "the head contract needs at least np and hv"));
+            }
+        }
+        Ok(arch)
+    }
+
+    fn check_shapes(&self, io: &ModelIo, ri: &crate::raw_config::RawIo, arch: &Architecture) -> Result<(), ConfigError> {
+        let at = |v: &Option<Spanned<RawShape>>, key: &str, msg: String| match v {
+            Some(s) => self.err(s, key, msg),
+            None => self.missing(key, msg),
+        };
+        let (i, o, s, t) = (io.patch_input, io.patch_output, io.stride, io.tile_shape);
+        if o.height > i.height || o.width > i.width {
+            return Err(at(
+                &ri.patch_output,
+                "io.patch_output",
+                format!("the output patch ({o}) cannot be larger than the input patch ({i})"),
+            ));
+        }
+        if s.height > o.height || s.width > o.width {
+            return Err(at(
+                &ri.stride,
+                "io.stride",
+                format!("a stride of {s} is larger than the output patch ({o}): pixels between patches would never be predicted"),
+            )
+            .with_hint(format!("use a stride between 1 and {}", o.height.min(o.width))));
+        }
+        if t.height < o.height || t.width < o.width {
+            return Err(at(
+                &ri.tile_shape,
+                "io.tile_shape",
+                format!("the post-processing tile ({t}) must hold at least one output patch ({o})"),
+            ));
+        }
+        let eff = io.effective_tile();
+        if 2 * io.margin > eff.height.min(eff.width) {
+            let e = match &ri.margin {
+                Some(m) => self.err(m, "io.margin", String::new()),
+                None => self.missing("io.margin", String::new()),
+            };
+            let msg = format!(
+                "a margin of {} needs tiles of at least {} px, but the tile is {} (tile_shape rounded down to a multiple of the output patch)",
+                io.margin,
+                2 * io.margin,
+                eff
+            );
+            return Err(match e {
+                ConfigError::Invalid { path, location, key, hint, .. } => ConfigError::Invalid {
+                    path,
+                    location,
+                    key,
+                    message: msg,
+                    hint,
+                },
+                other => other,
+            });
+        }
+        if let Some((nat_in, nat_out)) = arch.native_patch_shapes() {
+            if i != Shape2::square(nat_in) {
+                return Err(at(
+                    &ri.patch_input,
+                    "io.patch_input",
+                    format!("{} takes {nat_in} x {nat_in} input patches, not {i}", arch.name()),
+                ));
+            }
+            if o != Shape2::square(nat_out) {
+                return Err(at(
+                    &ri.patch_output,
+                    "io.patch_output",
+                    format!("{} predicts {nat_out} x {nat_out} output patches, not {o}", arch.name()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn model(
+        &self,
+        rm: crate::raw_config::RawModel,
+        preset: Option<&crate::presets::Preset>,
+        architecture: Architecture,
+    ) -> Result<ModelConfig, ConfigError> {
+        let device = match &rm.device {
+            Some(d) => DeviceSpec::parse(d.get_ref()).ok_or_else(|| {
+                self.err(d, "model.device", format!("unknown device `{}`; use \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"", d.get_ref()))
+            })?,
+            None => DeviceSpec::Auto,
+        };
+        let precision = match &rm.precision {
+            Some(p) => self.choice(
+                p,
+                "model.precision",
+                &[("fp32", Precision::Fp32), ("bf16", Precision::Bf16), ("fp16", Precision::Fp16)],
+            )?,
+            None => Precision::Fp32,
+        };
+        if precision != Precision::Fp32 && device == DeviceSpec::Cpu {
+            let p = rm.precision.as_ref().expect("non-default precision was given");
+            return Err(self.err(p, "model.precision", "bf16/fp16 run only on CUDA; use fp32 with device = \"cpu\""));
+        }
+        let batch_size = match &rm.batch_size {
+            Some(b) => self.positive(b, "model.batch_size")?,
+            None => 8,
+        };
+        let batch_size = NonZeroU32::new(batch_size).expect("positive() returns > 0");
+        let nuclei_classes = match &rm.nuclei_classes {
+            Some(c) => c.get_ref().clone(),
+            None => preset.map(|p| p.nuclei_classes.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
+        };
+        let layer_classes = match &rm.layer_classes {
+            Some(c) => c.get_ref().clone(),
+            None => preset.map(|p| p.layer_classes.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
+        };
+        let (types, layers) = match &architecture {
+            Architecture::HoVerNetFast { num_types } | Architecture::HoVerNetOriginal { num_types } => (*num_types, None),
+            Architecture::HoVerNetPlus { num_types, num_layers } => (Some(*num_types), Some(*num_layers)),
+            Architecture::TorchScript { .. } => (None, None),
+        };
+        if let (Some(n), Some(c)) = (types, &rm.nuclei_classes) {
+            if c.get_ref().len() != n as usize {
+                return Err(self.err(c, "model.nuclei_classes", format!("{} names for a model with {n} nucleus classes", c.get_ref().len())));
+            }
+        }
+        if let (Some(n), Some(c)) = (layers, &rm.layer_classes) {
+            if c.get_ref().len() != n as usize {
+                return Err(self.err(c, "model.layer_classes", format!("{} names for a model with {n} layer classes", c.get_ref().len())));
+            }
+        }
+        Ok(ModelConfig {
+            preset: preset.map(|p| p.name.to_string()),
+            architecture,
+            weights: rm.weights.map(|w| PathBuf::from(w.into_inner())),
+            device,
+            batch_size,
+            precision,
+            nuclei_classes,
+            layer_classes,
+        })
+    }
+
+    fn input(&self, ri: crate::raw_config::RawInput) -> Result<InputConfig, ConfigError> {
+        let mode = match &ri.mode {
+            Some(m) => self.choice(m, "input.mode", &[("wsi", InputMode::Wsi), ("patch", InputMode::Patch)])?,
+            None => InputMode::Wsi,
+        };
+        let mut slides = Vec::new();
+        if let Some(list) = &ri.slides {
+            for entry in list.get_ref() {
+                slides.extend(self.expand(entry, list, "input.slides")?);
+            }
+        }
+        if let Some(m) = &ri.manifest {
+            let manifest = PathBuf::from(m.get_ref());
+            let text = std::fs::read_to_string(&manifest)
+                .map_err(|e| self.err(m, "input.manifest", format!("cannot read manifest {}: {e}", manifest.display())))?;
+            let dir = manifest.parent().unwrap_or(Path::new(""));
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let p = dir.join(line);
+                if is_glob(line) {
+                    let found = glob_paths(&p.to_string_lossy()).map_err(|e| ConfigError::Invalid {
+                        path: manifest.clone(),
+                        location: Some(Location { line: n + 1, column: 1 }),
+                        key: None,
+                        message: e,
+                        hint: None,
+                    })?;
+                    slides.extend(found);
+                } else {
+                    slides.push(p);
+                }
+            }
+        }
+        if ri.slides.is_none() && ri.manifest.is_none() {
+            return Err(self.missing("input.slides", "no input: give `slides = [...]` or `manifest = \"file\"` in [input]"));
+        }
+        if slides.is_empty() {
+            let e = match (&ri.slides, &ri.manifest) {
+                (Some(s), _) => self.err(s, "input.slides", "the list of inputs is empty"),
+                (None, Some(m)) => self.err(m, "input.manifest", "the manifest lists no inputs"),
+                (None, None) => unreachable!("checked above"),
+            };
+            return Err(e);
+        }
+        let mask = match ri.mask.as_ref().map(|m| m.get_ref().as_str()) {
+            None | Some("auto") => MaskSpec::Auto,
+            Some("none") => MaskSpec::None,
+            Some(p) => MaskSpec::Path(p.to_string()),
+        };
+        let mpp = match &ri.mpp {
+            Some(v) => {
+                let x = *v.get_ref();
+                if !(x.is_finite() && x > 0.0) {
+                    return Err(self.err(v, "input.mpp", format!("must be a positive number of microns per pixel, got {x}")));
+                }
+                Some(x)
+            }
+            None => None,
+        };
+        let backend = match &ri.backend {
+            Some(b) => self.choice(
+                b,
+                "input.backend",
+                &[
+                    ("auto", BackendChoice::Auto),
+                    ("openslide", BackendChoice::OpenSlide),
+                    ("tiff", BackendChoice::Tiff),
+                    ("image", BackendChoice::Image),
+                ],
+            )?,
+            None => BackendChoice::Auto,
+        };
+        Ok(InputConfig {
+            mode,
+            slides,
+            mask,
+            mpp,
+            backend,
+        })
+    }
+
+    fn expand(&self, entry: &str, at: &Spanned<Vec<String>>, key: &str) -> Result<Vec<PathBuf>, ConfigError> {
+        if !is_glob(entry) {
+            return Ok(vec![PathBuf::from(entry)]);
+        }
+        let found = glob_paths(entry).map_err(|e| self.err(at, key, e))?;
+        if found.is_empty() {
+            return Err(self.err(at, key, format!("no file matches `{entry}`")));
+        }
+        Ok(found)
+    }
+
+    fn output(&self, ro: crate::raw_config::RawOutput) -> Result<OutputConfig, ConfigError> {
+        let formats = match &ro.formats {
+            Some(f) => {
+                let mut out = Vec::new();
+                for name in f.get_ref() {
+                    let spanned = Spanned::new(f.span(), name.clone());
+                    let fmt = self.choice(
+                        &spanned,
+                        "output.formats",
+                        &[
+                            ("annotationstore", OutputFormat::AnnotationStore),
+                            ("qupath", OutputFormat::QuPath),
+                            ("zarr", OutputFormat::Zarr),
+                        ],
+                    )?;
+                    if !out.contains(&fmt) {
+                        out.push(fmt);
+                    }
+                }
+                if out.is_empty() {
+                    return Err(self.err(f, "output.formats", "give at least one of annotationstore, qupath, zarr"));
+                }
+                out
+            }
+            None => vec![OutputFormat::AnnotationStore, OutputFormat::QuPath],
+        };
+        let save_predictions = ro.save_predictions.unwrap_or(false);
+        let save_probabilities = ro.save_probabilities.unwrap_or(false);
+        if (save_predictions || save_probabilities) && !formats.contains(&OutputFormat::Zarr) {
+            return Err(self
+                .missing("output.formats", "save_predictions / save_probabilities write into the Zarr output")
+                .with_hint("add \"zarr\" to formats"));
+        }
+        Ok(OutputConfig {
+            dir: PathBuf::from(ro.dir.map_or_else(|| "results".to_string(), |d| d.into_inner())),
+            formats,
+            overwrite: ro.overwrite.unwrap_or(false),
+            save_predictions,
+            save_probabilities,
+            gzip_geojson: ro.gzip_geojson.unwrap_or(false),
+        })
+    }
+
+    fn pipeline(&self, rp: crate::raw_config::RawPipeline) -> Result<PipelineConfig, ConfigError> {
+        let memory_limit = match &rp.memory_limit {
+            Some(m) => crate::byte_size::parse_memory_limit(m.get_ref()).map_err(|e| self.err(m, "pipeline.memory_limit", e))?,
+            None => MemoryLimit::FractionOfRam(0.5),
+        };
+        let queue_capacity = match &rp.queue_capacity {
+            Some(q) => self.positive(q, "pipeline.queue_capacity")?,
+            None => 8,
+        };
+        Ok(PipelineConfig {
+            memory_limit,
+            queue_capacity: NonZeroU32::new(queue_capacity).expect("positive() returns > 0"),
+            threads: rp.threads.as_ref().map(|t| self.non_negative(t, "pipeline.threads")).transpose()?.unwrap_or(0),
+            read_workers: rp
+                .read_workers
+                .as_ref()
+                .map(|t| self.non_negative(t, "pipeline.read_workers"))
+                .transpose()?
+                .unwrap_or(0),
+        })
+    }
+}
+
+fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+fn glob_paths(pattern: &str) -> Result<Vec<PathBuf>, String> {
+    let paths = glob::glob(pattern).map_err(|e| format!("bad glob pattern `{pattern}`: {e}"))?;
+    let mut out: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,114 @@
+//! Presets, overrides, defaults, manifests and the shipped configs resolve as documented.
+
+use std::path::{Path, PathBuf};
+
+use mtseg_io_config::{
+    Architecture, DeviceSpec, InputMode, Interpolation, MaskSpec, MemoryLimit, OutputFormat, Precision,
+    ResolutionSpec, RunConfig, Shape2,
+};
+
+#[test]
+fn preset_values_apply_and_any_io_key_overrides_them() {
+    let cfg = RunConfig::from_toml(
+        r#"
+        [model]
+        preset = "hovernetplus-oed"
+        [io]
+        resolution = { power = 20 }
+        stride = [100, 120]
+        tile_shape = [1000, 2000]
+        margin = 64
+        interpolation = "tiatoolbox"
+        [input]
+        slides = ["x.svs", "y.tif"]
+        mask = "masks/{stem}.png"
+        [pipeline]
+        memory_limit = "2GiB"
+        "#,
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    assert_eq!(cfg.model.architecture, Architecture::HoVerNetPlus { num_types: 3, num_layers: 5 });
+    assert_eq!(cfg.model.layer_classes.len(), 5);
+    assert_eq!(cfg.io.resolution, ResolutionSpec::Power(20.0));
+    assert_eq!(cfg.io.stride, Shape2 { height: 100, width: 120 });
+    assert_eq!(cfg.io.patch_output, Shape2::square(164));
+    assert_eq!(cfg.io.tile_shape, Shape2 { height: 1000, width: 2000 });
+    assert_eq!(cfg.io.margin, 64);
+    assert_eq!(cfg.interpolation, Interpolation::TiaToolbox);
+    assert_eq!(cfg.input.slides, vec![PathBuf::from("x.svs"), PathBuf::from("y.tif")]);
+    assert_eq!(cfg.input.mask, MaskSpec::Path("masks/{stem}.png".into()));
+    assert_eq!(cfg.pipeline.memory_limit, MemoryLimit::Bytes(2 << 30));
+}
+
+#[test]
+fn defaults_are_documented_values() {
+    let cfg = RunConfig::from_toml(
+        "[model]\npreset = \"hovernet_original-kumar\"\n[input]\nslides = [\"a.svs\"]\n",
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    assert_eq!(cfg.model.device, DeviceSpec::Auto);
+    assert_eq!(cfg.model.precision, Precision::Fp32);
+    assert_eq!(cfg.model.batch_size.get(), 8);
+    assert!(cfg.model.nuclei_classes.is_empty());
+    assert_eq!(cfg.input.mode, InputMode::Wsi);
+    assert_eq!(cfg.input.mask, MaskSpec::Auto);
+    assert_eq!(cfg.output.dir, PathBuf::from("results"));
+    assert_eq!(cfg.output.formats, vec![OutputFormat::AnnotationStore, OutputFormat::QuPath]);
+    assert!(!cfg.output.overwrite);
+    assert_eq!(cfg.pipeline.memory_limit, MemoryLimit::FractionOfRam(0.5));
+    assert_eq!(cfg.pipeline.queue_capacity.get(), 8);
+    assert_eq!(cfg.io.tile_shape, Shape2::square(2048));
+}
+
+#[test]
+fn torchscript_model_declares_heads_and_shapes() {
+    let cfg = RunConfig::from_toml(
+        r#"
+        [model]
+        architecture = "torchscript"
+        heads = ["np", "hv", "tp"]
+        weights = "m.pt"
+        nuclei_classes = ["bg", "tumour"]
+        [io]
+        resolution = { mpp = 0.5 }
+        patch_input = 128
+        patch_output = 96
+        stride = 48
+        [input]
+        mode = "patch"
+        slides = ["p.png"]
+        "#,
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    let Architecture::TorchScript { heads } = &cfg.model.architecture else { panic!() };
+    assert_eq!(heads.len(), 3);
+    assert_eq!(cfg.io.stride, Shape2::square(48));
+    assert_eq!(cfg.input.mode, InputMode::Patch);
+}
+
+#[test]
+fn manifest_entries_are_relative_to_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("slides")).unwrap();
+    for n in ["a.svs", "b.svs"] {
+        std::fs::write(dir.path().join("slides").join(n), b"x").unwrap();
+    }
+    let manifest = dir.path().join("list.txt");
+    std::fs::write(&manifest, "# my slides\nslides/*.svs\n\nother/c.tif\n").unwrap();
+    let toml = format!(
+        "[model]\npreset = \"hovernet_fast-pannuke\"\n[input]\nmanifest = \"{}\"\n",
+        manifest.display()
+    );
+    let cfg = RunConfig::from_toml(&toml, Path::new("c.toml")).unwrap();
+    assert_eq!(
+        cfg.input.slides,
+        vec![
+            dir.path().join("slides/a.svs"),
+            dir.path().join("slides/b.svs"),
+            dir.path().join("other/c.tif")
+        ]
+    );
+}
