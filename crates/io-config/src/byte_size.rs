@@ -40,7 +40,7 @@ pub(crate) fn parse_memory_limit(text: &str) -> Result<MemoryLimit, String> {
         }
     };
     let bytes = v * mult;
-    if !(bytes >= 1.0 && bytes < 1e18) {
+    if !(1.0..1e18).contains(&bytes) {
         return Err(format!("`{text}` is not a usable memory size"));
     }
     Ok(MemoryLimit::Bytes(bytes as u64))
@@ -53,16 +53,29 @@ mod tests {
     #[test]
     fn sizes_and_percentages_parse() {
         assert_eq!(parse_memory_limit("8GiB"), Ok(MemoryLimit::Bytes(8 << 30)));
-        assert_eq!(parse_memory_limit("512 MB"), Ok(MemoryLimit::Bytes(512_000_000)));
+        assert_eq!(
+            parse_memory_limit("512 MB"),
+            Ok(MemoryLimit::Bytes(512_000_000))
+        );
         assert_eq!(parse_memory_limit("1024"), Ok(MemoryLimit::Bytes(1024)));
-        assert_eq!(parse_memory_limit("1.5GiB"), Ok(MemoryLimit::Bytes(3 << 29)));
-        assert_eq!(parse_memory_limit("50%"), Ok(MemoryLimit::FractionOfRam(0.5)));
+        assert_eq!(
+            parse_memory_limit("1.5GiB"),
+            Ok(MemoryLimit::Bytes(3 << 29))
+        );
+        assert_eq!(
+            parse_memory_limit("50%"),
+            Ok(MemoryLimit::FractionOfRam(0.5))
+        );
     }
 
     #[test]
     fn bad_sizes_are_rejected_with_the_accepted_forms() {
         assert!(parse_memory_limit("lots").unwrap_err().contains("8GiB"));
-        assert!(parse_memory_limit("8 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_memory_limit("8 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert!(parse_memory_limit("0%").is_err());
         assert!(parse_memory_limit("150%").is_err());
         assert!(parse_memory_limit("0").is_err());

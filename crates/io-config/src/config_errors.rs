@@ -135,7 +135,10 @@ impl std::error::Error for ConfigError {}
 
 /// The closest candidate to `word` by Jaro-Winkler similarity, if it is close enough to be a
 /// plausible typo.
-pub(crate) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))
@@ -174,7 +177,10 @@ mod tests {
     fn location_of_offset_counts_lines_and_columns() {
         let src = "a = 1\n[io]\nstride = 0\n";
         let off = src.find("stride").unwrap();
-        assert_eq!(Location::of_offset(src, off), Location { line: 3, column: 1 });
+        assert_eq!(
+            Location::of_offset(src, off),
+            Location { line: 3, column: 1 }
+        );
         assert_eq!(Location::of_offset(src, 0), Location { line: 1, column: 1 });
     }
 
@@ -195,8 +201,14 @@ mod tests {
     #[test]
     fn table_at_finds_the_enclosing_header() {
         let src = "[model]\nx = 1\n[io]\nstride = 3\n";
-        assert_eq!(table_at(src, src.find("stride").unwrap()).as_deref(), Some("io"));
-        assert_eq!(table_at(src, src.find("x =").unwrap()).as_deref(), Some("model"));
+        assert_eq!(
+            table_at(src, src.find("stride").unwrap()).as_deref(),
+            Some("io")
+        );
+        assert_eq!(
+            table_at(src, src.find("x =").unwrap()).as_deref(),
+            Some("model")
+        );
         assert_eq!(table_at("a = 1", 3), None);
     }
 

@@ -151,7 +151,9 @@ impl Architecture {
                 }
                 h
             }
-            Self::HoVerNetPlus { .. } => vec![HeadName::Np, HeadName::Hv, HeadName::Tp, HeadName::Ls],
+            Self::HoVerNetPlus { .. } => {
+                vec![HeadName::Np, HeadName::Hv, HeadName::Tp, HeadName::Ls]
+            }
             Self::TorchScript { heads } => heads.clone(),
         }
     }

@@ -29,7 +29,13 @@ const PANNUKE: &[&str] = &[
     "Dead",
     "Non-Neoplastic Epithelial",
 ];
-const MONUSAC: &[&str] = &["Background", "Epithelial", "Lymphocyte", "Macrophage", "Neutrophil"];
+const MONUSAC: &[&str] = &[
+    "Background",
+    "Epithelial",
+    "Lymphocyte",
+    "Macrophage",
+    "Neutrophil",
+];
 const CONSEP: &[&str] = &[
     "Background",
     "Epithelial",
@@ -124,7 +130,8 @@ mod tests {
             assert!(p.io.stride.height <= p.io.patch_output.height);
             assert!(p.io.patch_output.height <= p.io.patch_input.height);
             match p.architecture {
-                Architecture::HoVerNetFast { num_types } | Architecture::HoVerNetOriginal { num_types } => {
+                Architecture::HoVerNetFast { num_types }
+                | Architecture::HoVerNetOriginal { num_types } => {
                     assert_eq!(num_types.map_or(0, |n| n as usize), p.nuclei_classes.len());
                 }
                 Architecture::HoVerNetPlus {

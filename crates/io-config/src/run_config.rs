@@ -294,13 +294,25 @@ impl Resolver<'_> {
     }
 
     /// One of a fixed set of words, with a "did you mean" hint.
-    fn choice<T: Copy>(&self, v: &Spanned<String>, key: &str, options: &[(&str, T)]) -> Result<T, ConfigError> {
+    fn choice<T: Copy>(
+        &self,
+        v: &Spanned<String>,
+        key: &str,
+        options: &[(&str, T)],
+    ) -> Result<T, ConfigError> {
         let word = v.get_ref().as_str();
         if let Some((_, t)) = options.iter().find(|(name, _)| *name == word) {
             return Ok(*t);
         }
         let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-        let e = self.err(v, key, format!("unknown value `{word}`; expected one of {}", names.join(", ")));
+        let e = self.err(
+            v,
+            key,
+            format!(
+                "unknown value `{word}`; expected one of {}",
+                names.join(", ")
+            ),
+        );
         Err(match closest(word, names.iter().copied()) {
             Some(c) => e.with_hint(format!("did you mean `{c}`?")),
             None => e,
@@ -312,7 +324,8 @@ impl Resolver<'_> {
         if n <= 0 {
             return Err(self.err(v, key, format!("must be a positive whole number, got {n}")));
         }
-        u32::try_from(n).map_err(|_| self.err(v, key, format!("{n} is too large (at most {})", u32::MAX)))
+        u32::try_from(n)
+            .map_err(|_| self.err(v, key, format!("{n} is too large (at most {})", u32::MAX)))
     }
 
     fn non_negative(&self, v: &Spanned<i64>, key: &str) -> Result<u32, ConfigError> {
@@ -320,7 +333,8 @@ impl Resolver<'_> {
         if n < 0 {
             return Err(self.err(v, key, format!("must be zero or positive, got {n}")));
         }
-        u32::try_from(n).map_err(|_| self.err(v, key, format!("{n} is too large (at most {})", u32::MAX)))
+        u32::try_from(n)
+            .map_err(|_| self.err(v, key, format!("{n} is too large (at most {})", u32::MAX)))
     }
 
     fn shape(&self, v: &Spanned<RawShape>, key: &str) -> Result<Shape2, ConfigError> {
@@ -331,7 +345,10 @@ impl Resolver<'_> {
                 return Err(self.err(
                     v,
                     key,
-                    format!("a shape is one number or [height, width]; got {} numbers", hw.len()),
+                    format!(
+                        "a shape is one number or [height, width]; got {} numbers",
+                        hw.len()
+                    ),
                 ));
             }
         };
@@ -340,7 +357,11 @@ impl Resolver<'_> {
                 return Err(self.err(v, key, format!("must be positive, got {n}")));
             }
             if n > 1 << 20 {
-                return Err(self.err(v, key, format!("{n} px is not a plausible size (at most {})", 1 << 20)));
+                return Err(self.err(
+                    v,
+                    key,
+                    format!("{n} px is not a plausible size (at most {})", 1 << 20),
+                ));
             }
         }
         Ok(Shape2 {
@@ -349,7 +370,11 @@ impl Resolver<'_> {
         })
     }
 
-    fn resolution(&self, v: &Spanned<RawResolution>, key: &str) -> Result<ResolutionSpec, ConfigError> {
+    fn resolution(
+        &self,
+        v: &Spanned<RawResolution>,
+        key: &str,
+    ) -> Result<ResolutionSpec, ConfigError> {
         let r = v.get_ref();
         let given: Vec<ResolutionSpec> = [
             r.mpp.map(ResolutionSpec::Mpp),
@@ -368,7 +393,11 @@ impl Resolver<'_> {
         };
         let value = one.value();
         if !(value.is_finite() && value > 0.0) {
-            return Err(self.err(v, key, format!("resolution must be a positive number, got {value}")));
+            return Err(self.err(
+                v,
+                key,
+                format!("resolution must be a positive number, got {value}"),
+            ));
         }
         Ok(*one)
     }
@@ -380,9 +409,16 @@ impl Resolver<'_> {
         // ---- preset + architecture
         let preset = match &rm.preset {
             Some(p) => Some(preset(p.get_ref()).ok_or_else(|| {
-                let e = self.err(p, "model.preset", format!("unknown preset `{}`", p.get_ref()));
+                let e = self.err(
+                    p,
+                    "model.preset",
+                    format!("unknown preset `{}`", p.get_ref()),
+                );
                 match closest(p.get_ref(), PRESET_NAMES) {
-                    Some(c) => e.with_hint(format!("did you mean `{c}`? presets: {}", PRESET_NAMES.join(", "))),
+                    Some(c) => e.with_hint(format!(
+                        "did you mean `{c}`? presets: {}",
+                        PRESET_NAMES.join(", ")
+                    )),
                     None => e.with_hint(format!("presets: {}", PRESET_NAMES.join(", "))),
                 }
             })?),
@@ -394,19 +430,35 @@ impl Resolver<'_> {
         let base = preset.as_ref().map(|p| p.io);
         let resolution = match &ri.resolution {
             Some(r) => self.resolution(r, "io.resolution")?,
-            None => base
-                .map(|b| b.resolution)
-                .ok_or_else(|| self.missing("io.resolution", "is required when no preset is given"))?,
+            None => base.map(|b| b.resolution).ok_or_else(|| {
+                self.missing("io.resolution", "is required when no preset is given")
+            })?,
         };
         let shape_or = |v: &Option<Spanned<RawShape>>, key: &str, from: Option<Shape2>| match v {
             Some(s) => self.shape(s, key),
             None => from.ok_or_else(|| self.missing(key, "is required when no preset is given")),
         };
-        let patch_input = shape_or(&ri.patch_input, "io.patch_input", base.map(|b| b.patch_input))?;
-        let patch_output = shape_or(&ri.patch_output, "io.patch_output", base.map(|b| b.patch_output))?;
+        let patch_input = shape_or(
+            &ri.patch_input,
+            "io.patch_input",
+            base.map(|b| b.patch_input),
+        )?;
+        let patch_output = shape_or(
+            &ri.patch_output,
+            "io.patch_output",
+            base.map(|b| b.patch_output),
+        )?;
         // Without a preset the stride defaults to the output patch (no overlap), as the presets do.
-        let stride = shape_or(&ri.stride, "io.stride", Some(base.map_or(patch_output, |b| b.stride)))?;
-        let tile_shape = shape_or(&ri.tile_shape, "io.tile_shape", Some(base.map_or(Shape2::square(2048), |b| b.tile_shape)))?;
+        let stride = shape_or(
+            &ri.stride,
+            "io.stride",
+            Some(base.map_or(patch_output, |b| b.stride)),
+        )?;
+        let tile_shape = shape_or(
+            &ri.tile_shape,
+            "io.tile_shape",
+            Some(base.map_or(Shape2::square(2048), |b| b.tile_shape)),
+        )?;
         let margin = match &ri.margin {
             Some(m) => self.non_negative(m, "io.margin")?,
             None => base.map_or(128, |b| b.margin),
@@ -439,7 +491,10 @@ impl Resolver<'_> {
         let input = self.input(raw.input.unwrap_or_default())?;
         let output = self.output(raw.output.unwrap_or_default())?;
         let pipeline = self.pipeline(raw.pipeline.unwrap_or_default())?;
-        if input.mode == InputMode::Patch && input.mask != MaskSpec::Auto && input.mask != MaskSpec::None {
+        if input.mode == InputMode::Patch
+            && input.mask != MaskSpec::Auto
+            && input.mask != MaskSpec::None
+        {
             // A mask image has no meaning for independent patches; say so rather than ignore it.
             return Err(self.missing("input.mask", "a mask image cannot be used in patch mode"));
         }
@@ -454,16 +509,32 @@ impl Resolver<'_> {
         })
     }
 
-    fn architecture(&self, rm: &crate::raw_config::RawModel, from_preset: Option<&Architecture>) -> Result<Architecture, ConfigError> {
-        let num_types = rm.num_types.as_ref().map(|v| self.positive(v, "model.num_types")).transpose()?;
-        let num_layers = rm.num_layers.as_ref().map(|v| self.positive(v, "model.num_layers")).transpose()?;
+    fn architecture(
+        &self,
+        rm: &crate::raw_config::RawModel,
+        from_preset: Option<&Architecture>,
+    ) -> Result<Architecture, ConfigError> {
+        let num_types = rm
+            .num_types
+            .as_ref()
+            .map(|v| self.positive(v, "model.num_types"))
+            .transpose()?;
+        let num_layers = rm
+            .num_layers
+            .as_ref()
+            .map(|v| self.positive(v, "model.num_layers"))
+            .transpose()?;
         let heads = match &rm.heads {
             Some(h) => Some(
                 h.get_ref()
                     .iter()
                     .map(|name| {
                         HeadName::parse(name).ok_or_else(|| {
-                            self.err(h, "model.heads", format!("unknown head `{name}`; heads are np, hv, tp, ls"))
+                            self.err(
+                                h,
+                                "model.heads",
+                                format!("unknown head `{name}`; heads are np, hv, tp, ls"),
+                            )
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?,
@@ -504,7 +575,10 @@ impl Resolver<'_> {
             },
         };
         let preset_types = match from_preset {
-            Some(Architecture::HoVerNetFast { num_types } | Architecture::HoVerNetOriginal { num_types }) => *num_types,
+            Some(
+                Architecture::HoVerNetFast { num_types }
+                | Architecture::HoVerNetOriginal { num_types },
+            ) => *num_types,
             Some(Architecture::HoVerNetPlus { num_types, .. }) => Some(*num_types),
             _ => None,
         };
@@ -532,18 +606,31 @@ impl Resolver<'_> {
             },
         };
         if let (Some(h), false) = (&rm.heads, matches!(arch, Architecture::TorchScript { .. })) {
-            return Err(self.err(h, "model.heads", "heads are declared only for architecture = \"torchscript\""));
+            return Err(self.err(
+                h,
+                "model.heads",
+                "heads are declared only for architecture = \"torchscript\"",
+            ));
         }
-        if let Architecture::TorchScript { heads } = &arch {
-            if !heads.contains(&HeadName::Np) || !heads.contains(&HeadName::Hv) {
-                let h = rm.heads.as_ref().expect("torchscript heads were given");
-                return Err(self.err(h, "model.heads", "the head contract needs at least np and hv"));
-            }
+        if let Architecture::TorchScript { heads } = &arch
+            && (!heads.contains(&HeadName::Np) || !heads.contains(&HeadName::Hv))
+        {
+            let h = rm.heads.as_ref().expect("torchscript heads were given");
+            return Err(self.err(
+                h,
+                "model.heads",
+                "the head contract needs at least np and hv",
+            ));
         }
         Ok(arch)
     }
 
-    fn check_shapes(&self, io: &ModelIo, ri: &crate::raw_config::RawIo, arch: &Architecture) -> Result<(), ConfigError> {
+    fn check_shapes(
+        &self,
+        io: &ModelIo,
+        ri: &crate::raw_config::RawIo,
+        arch: &Architecture,
+    ) -> Result<(), ConfigError> {
         let at = |v: &Option<Spanned<RawShape>>, key: &str, msg: String| match v {
             Some(s) => self.err(s, key, msg),
             None => self.missing(key, msg),
@@ -584,7 +671,13 @@ impl Resolver<'_> {
                 eff
             );
             return Err(match e {
-                ConfigError::Invalid { path, location, key, hint, .. } => ConfigError::Invalid {
+                ConfigError::Invalid {
+                    path,
+                    location,
+                    key,
+                    hint,
+                    ..
+                } => ConfigError::Invalid {
                     path,
                     location,
                     key,
@@ -599,14 +692,20 @@ impl Resolver<'_> {
                 return Err(at(
                     &ri.patch_input,
                     "io.patch_input",
-                    format!("{} takes {nat_in} x {nat_in} input patches, not {i}", arch.name()),
+                    format!(
+                        "{} takes {nat_in} x {nat_in} input patches, not {i}",
+                        arch.name()
+                    ),
                 ));
             }
             if o != Shape2::square(nat_out) {
                 return Err(at(
                     &ri.patch_output,
                     "io.patch_output",
-                    format!("{} predicts {nat_out} x {nat_out} output patches, not {o}", arch.name()),
+                    format!(
+                        "{} predicts {nat_out} x {nat_out} output patches, not {o}",
+                        arch.name()
+                    ),
                 ));
             }
         }
@@ -621,7 +720,14 @@ impl Resolver<'_> {
     ) -> Result<ModelConfig, ConfigError> {
         let device = match &rm.device {
             Some(d) => DeviceSpec::parse(d.get_ref()).ok_or_else(|| {
-                self.err(d, "model.device", format!("unknown device `{}`; use \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"", d.get_ref()))
+                self.err(
+                    d,
+                    "model.device",
+                    format!(
+                        "unknown device `{}`; use \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"",
+                        d.get_ref()
+                    ),
+                )
             })?,
             None => DeviceSpec::Auto,
         };
@@ -629,13 +735,24 @@ impl Resolver<'_> {
             Some(p) => self.choice(
                 p,
                 "model.precision",
-                &[("fp32", Precision::Fp32), ("bf16", Precision::Bf16), ("fp16", Precision::Fp16)],
+                &[
+                    ("fp32", Precision::Fp32),
+                    ("bf16", Precision::Bf16),
+                    ("fp16", Precision::Fp16),
+                ],
             )?,
             None => Precision::Fp32,
         };
         if precision != Precision::Fp32 && device == DeviceSpec::Cpu {
-            let p = rm.precision.as_ref().expect("non-default precision was given");
-            return Err(self.err(p, "model.precision", "bf16/fp16 run only on CUDA; use fp32 with device = \"cpu\""));
+            let p = rm
+                .precision
+                .as_ref()
+                .expect("non-default precision was given");
+            return Err(self.err(
+                p,
+                "model.precision",
+                "bf16/fp16 run only on CUDA; use fp32 with device = \"cpu\"",
+            ));
         }
         let batch_size = match &rm.batch_size {
             Some(b) => self.positive(b, "model.batch_size")?,
@@ -644,26 +761,48 @@ impl Resolver<'_> {
         let batch_size = NonZeroU32::new(batch_size).expect("positive() returns > 0");
         let nuclei_classes = match &rm.nuclei_classes {
             Some(c) => c.get_ref().clone(),
-            None => preset.map(|p| p.nuclei_classes.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
+            None => preset
+                .map(|p| p.nuclei_classes.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default(),
         };
         let layer_classes = match &rm.layer_classes {
             Some(c) => c.get_ref().clone(),
-            None => preset.map(|p| p.layer_classes.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
+            None => preset
+                .map(|p| p.layer_classes.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default(),
         };
         let (types, layers) = match &architecture {
-            Architecture::HoVerNetFast { num_types } | Architecture::HoVerNetOriginal { num_types } => (*num_types, None),
-            Architecture::HoVerNetPlus { num_types, num_layers } => (Some(*num_types), Some(*num_layers)),
+            Architecture::HoVerNetFast { num_types }
+            | Architecture::HoVerNetOriginal { num_types } => (*num_types, None),
+            Architecture::HoVerNetPlus {
+                num_types,
+                num_layers,
+            } => (Some(*num_types), Some(*num_layers)),
             Architecture::TorchScript { .. } => (None, None),
         };
-        if let (Some(n), Some(c)) = (types, &rm.nuclei_classes) {
-            if c.get_ref().len() != n as usize {
-                return Err(self.err(c, "model.nuclei_classes", format!("{} names for a model with {n} nucleus classes", c.get_ref().len())));
-            }
+        if let (Some(n), Some(c)) = (types, &rm.nuclei_classes)
+            && c.get_ref().len() != n as usize
+        {
+            return Err(self.err(
+                c,
+                "model.nuclei_classes",
+                format!(
+                    "{} names for a model with {n} nucleus classes",
+                    c.get_ref().len()
+                ),
+            ));
         }
-        if let (Some(n), Some(c)) = (layers, &rm.layer_classes) {
-            if c.get_ref().len() != n as usize {
-                return Err(self.err(c, "model.layer_classes", format!("{} names for a model with {n} layer classes", c.get_ref().len())));
-            }
+        if let (Some(n), Some(c)) = (layers, &rm.layer_classes)
+            && c.get_ref().len() != n as usize
+        {
+            return Err(self.err(
+                c,
+                "model.layer_classes",
+                format!(
+                    "{} names for a model with {n} layer classes",
+                    c.get_ref().len()
+                ),
+            ));
         }
         Ok(ModelConfig {
             preset: preset.map(|p| p.name.to_string()),
@@ -679,7 +818,11 @@ impl Resolver<'_> {
 
     fn input(&self, ri: crate::raw_config::RawInput) -> Result<InputConfig, ConfigError> {
         let mode = match &ri.mode {
-            Some(m) => self.choice(m, "input.mode", &[("wsi", InputMode::Wsi), ("patch", InputMode::Patch)])?,
+            Some(m) => self.choice(
+                m,
+                "input.mode",
+                &[("wsi", InputMode::Wsi), ("patch", InputMode::Patch)],
+            )?,
             None => InputMode::Wsi,
         };
         let mut slides = Vec::new();
@@ -690,8 +833,13 @@ impl Resolver<'_> {
         }
         if let Some(m) = &ri.manifest {
             let manifest = PathBuf::from(m.get_ref());
-            let text = std::fs::read_to_string(&manifest)
-                .map_err(|e| self.err(m, "input.manifest", format!("cannot read manifest {}: {e}", manifest.display())))?;
+            let text = std::fs::read_to_string(&manifest).map_err(|e| {
+                self.err(
+                    m,
+                    "input.manifest",
+                    format!("cannot read manifest {}: {e}", manifest.display()),
+                )
+            })?;
             let dir = manifest.parent().unwrap_or(Path::new(""));
             for (n, line) in text.lines().enumerate() {
                 let line = line.trim();
@@ -700,13 +848,17 @@ impl Resolver<'_> {
                 }
                 let p = dir.join(line);
                 if is_glob(line) {
-                    let found = glob_paths(&p.to_string_lossy()).map_err(|e| ConfigError::Invalid {
-                        path: manifest.clone(),
-                        location: Some(Location { line: n + 1, column: 1 }),
-                        key: None,
-                        message: e,
-                        hint: None,
-                    })?;
+                    let found =
+                        glob_paths(&p.to_string_lossy()).map_err(|e| ConfigError::Invalid {
+                            path: manifest.clone(),
+                            location: Some(Location {
+                                line: n + 1,
+                                column: 1,
+                            }),
+                            key: None,
+                            message: e,
+                            hint: None,
+                        })?;
                     slides.extend(found);
                 } else {
                     slides.push(p);
@@ -714,7 +866,10 @@ impl Resolver<'_> {
             }
         }
         if ri.slides.is_none() && ri.manifest.is_none() {
-            return Err(self.missing("input.slides", "no input: give `slides = [...]` or `manifest = \"file\"` in [input]"));
+            return Err(self.missing(
+                "input.slides",
+                "no input: give `slides = [...]` or `manifest = \"file\"` in [input]",
+            ));
         }
         if slides.is_empty() {
             let e = match (&ri.slides, &ri.manifest) {
@@ -733,7 +888,11 @@ impl Resolver<'_> {
             Some(v) => {
                 let x = *v.get_ref();
                 if !(x.is_finite() && x > 0.0) {
-                    return Err(self.err(v, "input.mpp", format!("must be a positive number of microns per pixel, got {x}")));
+                    return Err(self.err(
+                        v,
+                        "input.mpp",
+                        format!("must be a positive number of microns per pixel, got {x}"),
+                    ));
                 }
                 Some(x)
             }
@@ -761,7 +920,12 @@ impl Resolver<'_> {
         })
     }
 
-    fn expand(&self, entry: &str, at: &Spanned<Vec<String>>, key: &str) -> Result<Vec<PathBuf>, ConfigError> {
+    fn expand(
+        &self,
+        entry: &str,
+        at: &Spanned<Vec<String>>,
+        key: &str,
+    ) -> Result<Vec<PathBuf>, ConfigError> {
         if !is_glob(entry) {
             return Ok(vec![PathBuf::from(entry)]);
         }
@@ -792,7 +956,11 @@ impl Resolver<'_> {
                     }
                 }
                 if out.is_empty() {
-                    return Err(self.err(f, "output.formats", "give at least one of annotationstore, qupath, zarr"));
+                    return Err(self.err(
+                        f,
+                        "output.formats",
+                        "give at least one of annotationstore, qupath, zarr",
+                    ));
                 }
                 out
             }
@@ -802,11 +970,17 @@ impl Resolver<'_> {
         let save_probabilities = ro.save_probabilities.unwrap_or(false);
         if (save_predictions || save_probabilities) && !formats.contains(&OutputFormat::Zarr) {
             return Err(self
-                .missing("output.formats", "save_predictions / save_probabilities write into the Zarr output")
+                .missing(
+                    "output.formats",
+                    "save_predictions / save_probabilities write into the Zarr output",
+                )
                 .with_hint("add \"zarr\" to formats"));
         }
         Ok(OutputConfig {
-            dir: PathBuf::from(ro.dir.map_or_else(|| "results".to_string(), |d| d.into_inner())),
+            dir: PathBuf::from(
+                ro.dir
+                    .map_or_else(|| "results".to_string(), |d| d.into_inner()),
+            ),
             formats,
             overwrite: ro.overwrite.unwrap_or(false),
             save_predictions,
@@ -817,7 +991,8 @@ impl Resolver<'_> {
 
     fn pipeline(&self, rp: crate::raw_config::RawPipeline) -> Result<PipelineConfig, ConfigError> {
         let memory_limit = match &rp.memory_limit {
-            Some(m) => crate::byte_size::parse_memory_limit(m.get_ref()).map_err(|e| self.err(m, "pipeline.memory_limit", e))?,
+            Some(m) => crate::byte_size::parse_memory_limit(m.get_ref())
+                .map_err(|e| self.err(m, "pipeline.memory_limit", e))?,
             None => MemoryLimit::FractionOfRam(0.5),
         };
         let queue_capacity = match &rp.queue_capacity {
@@ -827,7 +1002,12 @@ impl Resolver<'_> {
         Ok(PipelineConfig {
             memory_limit,
             queue_capacity: NonZeroU32::new(queue_capacity).expect("positive() returns > 0"),
-            threads: rp.threads.as_ref().map(|t| self.non_negative(t, "pipeline.threads")).transpose()?.unwrap_or(0),
+            threads: rp
+                .threads
+                .as_ref()
+                .map(|t| self.non_negative(t, "pipeline.threads"))
+                .transpose()?
+                .unwrap_or(0),
             read_workers: rp
                 .read_workers
                 .as_ref()
@@ -844,7 +1024,10 @@ fn is_glob(s: &str) -> bool {
 
 fn glob_paths(pattern: &str) -> Result<Vec<PathBuf>, String> {
     let paths = glob::glob(pattern).map_err(|e| format!("bad glob pattern `{pattern}`: {e}"))?;
-    let mut out: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+    let mut out: Vec<PathBuf> = paths
+        .filter_map(Result::ok)
+        .filter(|p| p.is_file())
+        .collect();
     out.sort();
     Ok(out)
 }

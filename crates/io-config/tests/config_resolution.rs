@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use mtseg_io_config::{
-    Architecture, DeviceSpec, InputMode, Interpolation, MaskSpec, MemoryLimit, OutputFormat, Precision,
-    ResolutionSpec, RunConfig, Shape2,
+    Architecture, DeviceSpec, InputMode, Interpolation, MaskSpec, MemoryLimit, OutputFormat,
+    Precision, ResolutionSpec, RunConfig, Shape2,
 };
 
 #[test]
@@ -28,15 +28,36 @@ fn preset_values_apply_and_any_io_key_overrides_them() {
         Path::new("c.toml"),
     )
     .unwrap();
-    assert_eq!(cfg.model.architecture, Architecture::HoVerNetPlus { num_types: 3, num_layers: 5 });
+    assert_eq!(
+        cfg.model.architecture,
+        Architecture::HoVerNetPlus {
+            num_types: 3,
+            num_layers: 5
+        }
+    );
     assert_eq!(cfg.model.layer_classes.len(), 5);
     assert_eq!(cfg.io.resolution, ResolutionSpec::Power(20.0));
-    assert_eq!(cfg.io.stride, Shape2 { height: 100, width: 120 });
+    assert_eq!(
+        cfg.io.stride,
+        Shape2 {
+            height: 100,
+            width: 120
+        }
+    );
     assert_eq!(cfg.io.patch_output, Shape2::square(164));
-    assert_eq!(cfg.io.tile_shape, Shape2 { height: 1000, width: 2000 });
+    assert_eq!(
+        cfg.io.tile_shape,
+        Shape2 {
+            height: 1000,
+            width: 2000
+        }
+    );
     assert_eq!(cfg.io.margin, 64);
     assert_eq!(cfg.interpolation, Interpolation::TiaToolbox);
-    assert_eq!(cfg.input.slides, vec![PathBuf::from("x.svs"), PathBuf::from("y.tif")]);
+    assert_eq!(
+        cfg.input.slides,
+        vec![PathBuf::from("x.svs"), PathBuf::from("y.tif")]
+    );
     assert_eq!(cfg.input.mask, MaskSpec::Path("masks/{stem}.png".into()));
     assert_eq!(cfg.pipeline.memory_limit, MemoryLimit::Bytes(2 << 30));
 }
@@ -55,7 +76,10 @@ fn defaults_are_documented_values() {
     assert_eq!(cfg.input.mode, InputMode::Wsi);
     assert_eq!(cfg.input.mask, MaskSpec::Auto);
     assert_eq!(cfg.output.dir, PathBuf::from("results"));
-    assert_eq!(cfg.output.formats, vec![OutputFormat::AnnotationStore, OutputFormat::QuPath]);
+    assert_eq!(
+        cfg.output.formats,
+        vec![OutputFormat::AnnotationStore, OutputFormat::QuPath]
+    );
     assert!(!cfg.output.overwrite);
     assert_eq!(cfg.pipeline.memory_limit, MemoryLimit::FractionOfRam(0.5));
     assert_eq!(cfg.pipeline.queue_capacity.get(), 8);
@@ -83,7 +107,9 @@ fn torchscript_model_declares_heads_and_shapes() {
         Path::new("c.toml"),
     )
     .unwrap();
-    let Architecture::TorchScript { heads } = &cfg.model.architecture else { panic!() };
+    let Architecture::TorchScript { heads } = &cfg.model.architecture else {
+        panic!()
+    };
     assert_eq!(heads.len(), 3);
     assert_eq!(cfg.io.stride, Shape2::square(48));
     assert_eq!(cfg.input.mode, InputMode::Patch);

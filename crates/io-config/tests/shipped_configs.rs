@@ -22,5 +22,8 @@ fn shipped_configs_parse_from_the_repository_root() {
     }
     assert!(seen >= 2);
     let cfg = RunConfig::from_file("configs/hovernet.toml").unwrap();
-    assert_eq!(cfg.model.architecture, Architecture::HoVerNetFast { num_types: Some(6) });
+    assert_eq!(
+        cfg.model.architecture,
+        Architecture::HoVerNetFast { num_types: Some(6) }
+    );
 }
