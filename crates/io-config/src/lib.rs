@@ -54,6 +54,6 @@ pub use config_errors::{ConfigError, Location};
 pub use model_io::{Architecture, HeadName, ModelIo, ResolutionSpec, Shape2};
 pub use presets::{PRESET_NAMES, Preset, preset};
 pub use run_config::{
-    BackendChoice, DeviceSpec, InputConfig, InputMode, Interpolation, MaskSpec, MemoryLimit,
-    ModelConfig, OutputConfig, OutputFormat, PipelineConfig, Precision, RunConfig,
+    BackendChoice, DeviceSpec, InputConfig, InputMode, Interpolation, MaskRuleChoice, MaskSpec,
+    MemoryLimit, ModelConfig, OutputConfig, OutputFormat, PipelineConfig, Precision, RunConfig,
 };

@@ -71,6 +71,7 @@ pub(crate) struct RawInput {
     pub(crate) slides: Option<Spanned<Vec<String>>>,
     pub(crate) manifest: Option<Spanned<String>>,
     pub(crate) mask: Option<Spanned<String>>,
+    pub(crate) mask_rule: Option<Spanned<String>>,
     pub(crate) mpp: Option<Spanned<f64>>,
     pub(crate) backend: Option<Spanned<String>>,
 }
@@ -123,7 +124,15 @@ pub(crate) fn keys_of(table: Option<&str>) -> &'static [&'static str] {
             "margin",
             "interpolation",
         ],
-        Some("input") => &["mode", "slides", "manifest", "mask", "mpp", "backend"],
+        Some("input") => &[
+            "mode",
+            "slides",
+            "manifest",
+            "mask",
+            "mask_rule",
+            "mpp",
+            "backend",
+        ],
         Some("output") => &[
             "dir",
             "formats",

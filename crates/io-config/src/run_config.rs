@@ -80,6 +80,15 @@ pub enum MaskSpec {
     Path(String),
 }
 
+/// How a patch's input box is matched against tissue-mask pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskRuleChoice {
+    /// Every mask pixel the box touches (never drops a patch that overlaps tissue).
+    Overlap,
+    /// TIAToolbox 2.1.3's truncated scaling (for parity runs).
+    TiaToolbox,
+}
+
 /// Which slide reader to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendChoice {
@@ -154,6 +163,8 @@ pub struct InputConfig {
     pub slides: Vec<PathBuf>,
     /// Tissue mask choice.
     pub mask: MaskSpec,
+    /// How patches are matched against the mask.
+    pub mask_rule: MaskRuleChoice,
     /// Microns per pixel of plain images that carry no resolution.
     pub mpp: Option<f64>,
     /// Reader choice.
@@ -884,6 +895,17 @@ impl Resolver<'_> {
             Some("none") => MaskSpec::None,
             Some(p) => MaskSpec::Path(p.to_string()),
         };
+        let mask_rule = match &ri.mask_rule {
+            Some(r) => self.choice(
+                r,
+                "input.mask_rule",
+                &[
+                    ("overlap", MaskRuleChoice::Overlap),
+                    ("tiatoolbox", MaskRuleChoice::TiaToolbox),
+                ],
+            )?,
+            None => MaskRuleChoice::Overlap,
+        };
         let mpp = match &ri.mpp {
             Some(v) => {
                 let x = *v.get_ref();
@@ -915,6 +937,7 @@ impl Resolver<'_> {
             mode,
             slides,
             mask,
+            mask_rule,
             mpp,
             backend,
         })

@@ -1,0 +1,177 @@
+//! Post-processing throughput on the 1500 x 1500 `hgsc_nest` maps (HoVer-Net targets rendered from
+//! the histolytics instance mask, 1294 nuclei), single thread and all threads, in Mpx/s
+//! (criterion's "elements" are pixels).
+//!
+//! Run: `cargo bench -p mtseg-postproc`. When `tools/fixtures/.venv` exists (see
+//! `tools/fixtures/`), the bench then writes the same maps to `data/postproc/bench/` (git-ignored),
+//! spawns `tools/fixtures/postproc_bench.py` to time TIAToolbox's `_proc_np_hv` +
+//! `get_instance_info` on them, times ours single-threaded the same way (min of 5), and prints the
+//! ratio and whether the label maps are identical. Set `MTSEG_BENCH_SKIP_TIATOOLBOX=1` to skip.
+
+#[allow(unreachable_pub, missing_docs)]
+#[path = "../tests/support/npy.rs"]
+mod npy;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use mtseg_postproc::{
+    CanvasView, HoverNetTargets, NpHvParams, np_hv_to_instances, postprocess_nuclei,
+    render_hovernet_targets,
+};
+
+fn targets() -> HoverNetTargets {
+    let dir = npy::fixtures_dir();
+    let mask = npy::read(&dir.join("hgsc_nest_inst_mask_u16.npy.gz")).expect("mask fixture");
+    let (h, w) = (mask.shape[0], mask.shape[1]);
+    let labels: Vec<i32> = mask.to_i64().into_iter().map(|v| v as i32).collect();
+    let types: Vec<u8> = npy::read(&dir.join("hgsc_nest_type_mask_u8.npy.gz"))
+        .expect("type fixture")
+        .to_i64()
+        .into_iter()
+        .map(|v| v as u8)
+        .collect();
+    render_hovernet_targets(&labels, Some(&types), h, w, 1.0).expect("sizes match")
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
+}
+
+fn bench(c: &mut Criterion, t: &HoverNetTargets) {
+    let view = CanvasView::new(t.height, t.width, &t.np, &t.hv)
+        .and_then(|v| v.with_types(&t.tp))
+        .expect("view");
+    let params = NpHvParams::hovernet();
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut g = c.benchmark_group("hgsc_nest_1500");
+    g.throughput(Throughput::Elements((t.height * t.width) as u64));
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
+    for threads in [1, all] {
+        let p = pool(threads);
+        g.bench_with_input(
+            BenchmarkId::new("postprocess_nuclei", format!("{threads}_threads")),
+            &threads,
+            |b, _| b.iter(|| p.install(|| postprocess_nuclei(&view, &params, [0, 0]).expect("ok"))),
+        );
+        g.bench_with_input(
+            BenchmarkId::new("np_hv_to_instances", format!("{threads}_threads")),
+            &threads,
+            |b, _| b.iter(|| p.install(|| np_hv_to_instances(&view, &params).expect("ok"))),
+        );
+    }
+    g.finish();
+}
+
+fn compare_with_tiatoolbox(t: &HoverNetTargets) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join("tools/fixtures/.venv/bin/python");
+    if std::env::var_os("MTSEG_BENCH_SKIP_TIATOOLBOX").is_some() || !python.exists() {
+        println!(
+            "TIAToolbox comparison skipped (no tools/fixtures/.venv or MTSEG_BENCH_SKIP_TIATOOLBOX set)"
+        );
+        return;
+    }
+    let dir = root.join("data/postproc/bench");
+    std::fs::create_dir_all(&dir).expect("create data/postproc/bench");
+    let (h, w) = (t.height, t.width);
+    npy::write_f32(&dir.join("np.npy"), &[h, w, 1], &t.np).expect("write np");
+    npy::write_f32(&dir.join("hv.npy"), &[h, w, 2], &t.hv).expect("write hv");
+    npy::write_f32(&dir.join("tp.npy"), &[h, w, 1], &t.tp).expect("write tp");
+    let out = Command::new(&python)
+        .arg(root.join("tools/fixtures/postproc_bench.py"))
+        .arg(&dir)
+        .arg("3")
+        .output()
+        .expect("spawn python");
+    if !out.status.success() {
+        println!(
+            "TIAToolbox timing failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let v: serde_json::Value = serde_json::from_slice(
+        out.stdout
+            .split(|&b| b == b'\n')
+            .rfind(|l| !l.is_empty())
+            .unwrap_or_default(),
+    )
+    .expect("json from postproc_bench.py");
+    let min = |k: &str| {
+        v[k].as_array()
+            .expect("times")
+            .iter()
+            .filter_map(serde_json::Value::as_f64)
+            .fold(f64::INFINITY, f64::min)
+    };
+    let tia_total = min("total_s");
+
+    let view = CanvasView::new(h, w, &t.np, &t.hv)
+        .and_then(|v| v.with_types(&t.tp))
+        .expect("view");
+    let params = NpHvParams::hovernet();
+    let time_with = |threads: usize| {
+        let p = pool(threads);
+        let mut best = f64::INFINITY;
+        let mut last = None;
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            let r = p.install(|| postprocess_nuclei(&view, &params, [0, 0]).expect("ok"));
+            best = best.min(t0.elapsed().as_secs_f64());
+            last = Some(r);
+        }
+        (best, last.expect("ran"))
+    };
+    let (ours_1, out1) = time_with(1);
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (ours_n, _) = time_with(all);
+    let tia_inst = npy::read(&dir.join("tia_inst.npy")).expect("tia_inst.npy");
+    let identical = tia_inst
+        .to_i64()
+        .iter()
+        .zip(&out1.labels)
+        .all(|(a, b)| *a == i64::from(*b));
+    let mpx = (h * w) as f64 / 1e6;
+    println!(
+        "--- mtseg-postproc vs TIAToolbox 2.1.3, {h} x {w} hgsc_nest maps, {} nuclei ---",
+        out1.instances.len()
+    );
+    println!(
+        "TIAToolbox _proc_np_hv + get_instance_info: {:.3} s ({:.2} Mpx/s) [proc {:.3} s, info {:.3} s], {} instances",
+        tia_total,
+        mpx / tia_total,
+        min("proc_np_hv_s"),
+        min("instance_info_s"),
+        v["n_instances"]
+    );
+    println!(
+        "mtseg-postproc 1 thread:  {:.4} s ({:.1} Mpx/s)  ratio {:.1}x",
+        ours_1,
+        mpx / ours_1,
+        tia_total / ours_1
+    );
+    println!(
+        "mtseg-postproc {all} threads: {:.4} s ({:.1} Mpx/s)  ratio {:.1}x",
+        ours_n,
+        mpx / ours_n,
+        tia_total / ours_n
+    );
+    println!("label maps identical to TIAToolbox's: {identical}");
+}
+
+fn main() {
+    let t = targets();
+    let mut c = Criterion::default().configure_from_args();
+    bench(&mut c, &t);
+    let test_mode = std::env::args().any(|a| a == "--test" || a == "--list");
+    if !test_mode {
+        compare_with_tiatoolbox(&t);
+    }
+    c.final_summary();
+}
