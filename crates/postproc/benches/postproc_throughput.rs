@@ -2,11 +2,14 @@
 //! the histolytics instance mask, 1294 nuclei), single thread and all threads, in Mpx/s
 //! (criterion's "elements" are pixels).
 //!
-//! Run: `cargo bench -p mtseg-postproc`. When `tools/fixtures/.venv` exists (see
-//! `tools/fixtures/`), the bench then writes the same maps to `data/postproc/bench/` (git-ignored),
-//! spawns `tools/fixtures/postproc_bench.py` to time TIAToolbox's `_proc_np_hv` +
-//! `get_instance_info` on them, times ours single-threaded the same way (min of 5), and prints the
-//! ratio and whether the label maps are identical. Set `MTSEG_BENCH_SKIP_TIATOOLBOX=1` to skip.
+//! Run: `cargo bench -p mtseg-postproc`. Criterion times `postprocess_nuclei` (fresh buffers per
+//! call), `postprocess_nuclei_with` (a reused [`NpHvWorkspace`], as a pipeline worker calls it)
+//! and `np_hv_to_instances`. When `tools/fixtures/.venv` exists (see `tools/fixtures/`), the
+//! bench then writes the same maps to `data/postproc/bench/` (git-ignored), spawns
+//! `tools/fixtures/postproc_bench.py` to time TIAToolbox's `_proc_np_hv` + `get_instance_info` on
+//! them (min of 3), times ours the same way (min and median of 11, 1 thread and all threads),
+//! prints the ratios, whether the label maps are identical, and the machine's load average.
+//! Set `MTSEG_BENCH_SKIP_TIATOOLBOX=1` to skip.
 
 #[allow(unreachable_pub, missing_docs)]
 #[path = "../tests/support/npy.rs"]
@@ -18,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use mtseg_postproc::{
-    CanvasView, HoverNetTargets, NpHvParams, np_hv_to_instances, postprocess_nuclei,
-    render_hovernet_targets,
+    CanvasView, HoverNetTargets, NpHvParams, NpHvWorkspace, np_hv_to_instances, postprocess_nuclei,
+    postprocess_nuclei_with, render_hovernet_targets,
 };
 
 fn targets() -> HoverNetTargets {
@@ -58,6 +61,17 @@ fn bench(c: &mut Criterion, t: &HoverNetTargets) {
             BenchmarkId::new("postprocess_nuclei", format!("{threads}_threads")),
             &threads,
             |b, _| b.iter(|| p.install(|| postprocess_nuclei(&view, &params, [0, 0]).expect("ok"))),
+        );
+        let mut ws = NpHvWorkspace::default();
+        g.bench_with_input(
+            BenchmarkId::new("postprocess_nuclei_with", format!("{threads}_threads")),
+            &threads,
+            |b, _| {
+                b.iter(|| {
+                    p.install(|| postprocess_nuclei_with(&view, &params, [0, 0], &mut ws))
+                        .expect("ok")
+                })
+            },
         );
         g.bench_with_input(
             BenchmarkId::new("np_hv_to_instances", format!("{threads}_threads")),
@@ -116,31 +130,43 @@ fn compare_with_tiatoolbox(t: &HoverNetTargets) {
         .and_then(|v| v.with_types(&t.tp))
         .expect("view");
     let params = NpHvParams::hovernet();
-    let time_with = |threads: usize| {
+    // (min, median) seconds of RUNS calls, and the last output
+    const RUNS: usize = 11;
+    let time_with = |threads: usize, reuse: bool| {
         let p = pool(threads);
-        let mut best = f64::INFINITY;
+        let mut ws = NpHvWorkspace::default();
+        let mut times = Vec::with_capacity(RUNS);
         let mut last = None;
-        for _ in 0..5 {
+        for _ in 0..RUNS {
             let t0 = Instant::now();
-            let r = p.install(|| postprocess_nuclei(&view, &params, [0, 0]).expect("ok"));
-            best = best.min(t0.elapsed().as_secs_f64());
-            last = Some(r);
+            let r = p.install(|| {
+                if reuse {
+                    postprocess_nuclei_with(&view, &params, [0, 0], &mut ws)
+                } else {
+                    postprocess_nuclei(&view, &params, [0, 0])
+                }
+            });
+            times.push(t0.elapsed().as_secs_f64());
+            last = Some(r.expect("ok"));
         }
-        (best, last.expect("ran"))
+        times.sort_by(f64::total_cmp);
+        (times[0], times[RUNS / 2], last.expect("ran"))
     };
-    let (ours_1, out1) = time_with(1);
     let all = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (ours_n, _) = time_with(all);
-    let tia_inst = npy::read(&dir.join("tia_inst.npy")).expect("tia_inst.npy");
-    let identical = tia_inst
+    let tia_inst: Vec<i32> = npy::read(&dir.join("tia_inst.npy"))
+        .expect("tia_inst.npy")
         .to_i64()
-        .iter()
-        .zip(&out1.labels)
-        .all(|(a, b)| *a == i64::from(*b));
+        .into_iter()
+        .map(|v| v as i32)
+        .collect();
     let mpx = (h * w) as f64 / 1e6;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "--- mtseg-postproc vs TIAToolbox 2.1.3, {h} x {w} hgsc_nest maps, {} nuclei ---",
-        out1.instances.len()
+        "--- mtseg-postproc vs TIAToolbox 2.1.3, {h} x {w} hgsc_nest maps, {all} hardware threads, load average {} ---",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!(
         "TIAToolbox _proc_np_hv + get_instance_info: {:.3} s ({:.2} Mpx/s) [proc {:.3} s, info {:.3} s], {} instances",
@@ -150,19 +176,28 @@ fn compare_with_tiatoolbox(t: &HoverNetTargets) {
         min("instance_info_s"),
         v["n_instances"]
     );
-    println!(
-        "mtseg-postproc 1 thread:  {:.4} s ({:.1} Mpx/s)  ratio {:.1}x",
-        ours_1,
-        mpx / ours_1,
-        tia_total / ours_1
-    );
-    println!(
-        "mtseg-postproc {all} threads: {:.4} s ({:.1} Mpx/s)  ratio {:.1}x",
-        ours_n,
-        mpx / ours_n,
-        tia_total / ours_n
-    );
+    let mut identical = true;
+    for (reuse, name) in [
+        (false, "postprocess_nuclei     "),
+        (true, "postprocess_nuclei_with"),
+    ] {
+        for threads in [1, all] {
+            let (best, median, out) = time_with(threads, reuse);
+            identical &= out.labels == tia_inst;
+            println!(
+                "mtseg {name} {threads:>2} thread(s): min {:.4} s ({:.1} Mpx/s, {:.1}x), median {:.4} s ({:.1} Mpx/s, {:.1}x), {} nuclei",
+                best,
+                mpx / best,
+                tia_total / best,
+                median,
+                mpx / median,
+                tia_total / median,
+                out.instances.len()
+            );
+        }
+    }
     println!("label maps identical to TIAToolbox's: {identical}");
+    assert!(identical, "label maps differ from TIAToolbox's");
 }
 
 fn main() {

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use crate::canvas::CanvasView;
 use crate::instance_info::{NucleusInstance, instance_info};
 use crate::layers::{LayerRegion, layer_info, proc_layers};
-use crate::np_hv_to_instances::np_hv_to_instances;
+use crate::np_hv_to_instances::{NpHvWorkspace, np_hv_to_instances_with};
 use crate::{NpHvParams, PostprocError};
 
 /// Nuclei of one canvas: the `nuclei_segmentation` task output.
@@ -39,13 +39,27 @@ pub struct LayersOutput {
 /// (`[x, y]` of the canvas origin) added to boxes, centroids and contours.
 ///
 /// # Errors
-/// As [`np_hv_to_instances`].
+/// As [`np_hv_to_instances`](fn@crate::np_hv_to_instances).
 pub fn postprocess_nuclei(
     view: &CanvasView<'_>,
     params: &NpHvParams,
     offset: [i32; 2],
 ) -> Result<NucleiOutput, PostprocError> {
-    let labels = np_hv_to_instances(view, params)?;
+    postprocess_nuclei_with(view, params, offset, &mut NpHvWorkspace::default())
+}
+
+/// [`postprocess_nuclei`] with a reusable [`NpHvWorkspace`] (the same result; what a worker
+/// post-processing many tiles should call).
+///
+/// # Errors
+/// As [`np_hv_to_instances`](fn@crate::np_hv_to_instances).
+pub fn postprocess_nuclei_with(
+    view: &CanvasView<'_>,
+    params: &NpHvParams,
+    offset: [i32; 2],
+    workspace: &mut NpHvWorkspace,
+) -> Result<NucleiOutput, PostprocError> {
+    let labels = np_hv_to_instances_with(view, params, workspace)?;
     let instances = instance_info(&labels, view.height, view.width, view.tp, offset)?;
     Ok(NucleiOutput {
         height: view.height,
@@ -83,15 +97,18 @@ pub struct TileInput<'a> {
     pub offset: [i32; 2],
 }
 
-/// [`postprocess_nuclei`] over many tiles in parallel on the current rayon pool; results in
-/// input order, identical to processing the tiles one by one.
+/// [`postprocess_nuclei`] over many tiles in parallel on the current rayon pool (one
+/// [`NpHvWorkspace`] per rayon task, reused across its tiles); results in input order, identical
+/// to processing the tiles one by one.
 pub fn postprocess_tiles(
     tiles: &[TileInput<'_>],
     params: &NpHvParams,
 ) -> Vec<Result<NucleiOutput, PostprocError>> {
     tiles
         .par_iter()
-        .map(|t| postprocess_nuclei(&t.view, params, t.offset))
+        .map_init(NpHvWorkspace::default, |ws, t| {
+            postprocess_nuclei_with(&t.view, params, t.offset, ws)
+        })
         .collect()
 }
 

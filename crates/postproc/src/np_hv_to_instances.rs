@@ -1,11 +1,15 @@
 //! HoVer-Net np/hv maps -> nucleus instance labels: TIAToolbox's `HoVerNet._proc_np_hv`.
 
+use rayon::prelude::*;
+
 use crate::canvas::CanvasView;
 use crate::fill_holes::fill_holes;
-use crate::label_components::{LabelScratch, label_4conn, remove_small_labels};
+use crate::label_components::{
+    LabelScratch, clear_small_runs, label_4conn_remove_small, label_runs,
+};
 use crate::morphology::{Element, MorphScratch, open};
-use crate::normalize::{normalize_minmax_f32_channel, normalize_minmax_f64_to_f32};
-use crate::sobel::{SeparableScratch, gaussian_blur_3x3_f64, sobel_f32};
+use crate::normalize::{UnitScaleF32, UnitScaleF64, min_max_hv};
+use crate::sobel::{NormalizedChannel, SeparableScratch, gaussian_blur_3x3_f64, sobel};
 use crate::watershed::{WatershedHeap, watershed};
 use crate::{NpHvParams, PostprocError};
 
@@ -23,8 +27,9 @@ use crate::{NpHvParams, PostprocError};
 /// 6. `watershed(dist, markers, mask=blb)` (scikit-image, 4-connected).
 ///
 /// The min-max normalisations see the whole canvas, so results depend on the canvas extent, as in
-/// TIAToolbox's tile mode. The Sobel passes of the two channels run in parallel on the current
-/// rayon pool; the result does not depend on the number of threads.
+/// TIAToolbox's tile mode. The Sobel passes (two channels, row bands) and the element-wise passes
+/// run in parallel on the current rayon pool; the result does not depend on the number of
+/// threads. This allocates its intermediate maps on each call; see [`np_hv_to_instances_with`].
 ///
 /// # Errors
 /// [`PostprocError::InvalidParameter`] for parameters [`NpHvParams::validate`] refuses.
@@ -32,118 +37,189 @@ pub fn np_hv_to_instances(
     view: &CanvasView<'_>,
     params: &NpHvParams,
 ) -> Result<Vec<i32>, PostprocError> {
+    np_hv_to_instances_with(view, params, &mut NpHvWorkspace::default())
+}
+
+/// Reusable buffers of [`np_hv_to_instances_with`] (about 30 bytes per canvas pixel once used),
+/// so that a worker post-processing many canvases or tiles allocates and page-faults them once.
+/// Results never depend on what a workspace was used for before.
+///
+/// ```
+/// use mtseg_postproc::{CanvasView, NpHvParams, NpHvWorkspace, np_hv_to_instances_with};
+///
+/// let mut ws = NpHvWorkspace::default();
+/// for _ in 0..3 {
+///     let (np, hv) = (vec![0.0f32; 64], vec![0.0f32; 128]);
+///     let view = CanvasView::new(8, 8, &np, &hv)?;
+///     assert!(np_hv_to_instances_with(&view, &NpHvParams::hovernet(), &mut ws)?.iter().all(|&l| l == 0));
+/// }
+/// # Ok::<(), mtseg_postproc::PostprocError>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct NpHvWorkspace {
+    blb: Vec<u8>,
+    marker: Vec<u8>,
+    sh: Vec<f64>,
+    sv: Vec<f64>,
+    label_scratch: LabelScratch,
+    stack: Vec<u32>,
+    morph: MorphScratch,
+    sep_h: SeparableScratch,
+    sep_v: SeparableScratch,
+    sep_g: SeparableScratch,
+    heap: WatershedHeap,
+}
+
+/// Pixels per parallel chunk of the element-wise passes.
+const PAR_CHUNK: usize = 1 << 15;
+
+/// [`np_hv_to_instances`] with caller-owned buffers: the same result, without allocating (and
+/// zeroing) the intermediate maps on every call. Only the returned label map is new.
+///
+/// # Errors
+/// As [`np_hv_to_instances`].
+pub fn np_hv_to_instances_with(
+    view: &CanvasView<'_>,
+    params: &NpHvParams,
+    ws: &mut NpHvWorkspace,
+) -> Result<Vec<i32>, PostprocError> {
     params.validate()?;
     let ksize = params.sobel_ksize()?;
     let (h, w) = (view.height, view.width);
     let n = h * w;
     let _span = tracing::debug_span!("np_hv_to_instances", height = h, width = w).entered();
+    let NpHvWorkspace {
+        blb,
+        marker,
+        sh,
+        sv,
+        label_scratch,
+        stack,
+        morph,
+        sep_h,
+        sep_v,
+        sep_g,
+        heap,
+    } = ws;
 
     // 1. foreground blobs
-    let mut blb: Vec<u8> = view
-        .np
-        .iter()
-        .map(|&p| u8::from(p >= params.np_threshold))
-        .collect();
-    let mut labels = vec![0i32; n];
-    let mut label_scratch = LabelScratch::default();
-    let mut sizes = Vec::new();
-    let n_blobs = label_4conn(&blb, h, w, &mut labels, &mut label_scratch);
-    remove_small_labels(
-        &mut labels,
-        n_blobs,
+    blb.clear();
+    blb.extend(view.np.iter().map(|&p| u8::from(p >= params.np_threshold)));
+    label_runs(blb, h, w, label_scratch);
+    if !clear_small_runs(
+        blb,
+        w,
         params.min_blob_area.saturating_sub(1),
-        &mut sizes,
-    );
-    let mut any = false;
-    for (b, &l) in blb.iter_mut().zip(&labels) {
-        *b = u8::from(l > 0);
-        any |= l > 0;
-    }
-    if !any {
-        labels.fill(0);
-        return Ok(labels);
+        label_scratch,
+    ) {
+        return Ok(vec![0; n]);
     }
 
-    // 2-3. normalised hv, Sobel, normalised and inverted edge maps
-    let mut hn = vec![0f32; n];
-    let mut vn = vec![0f32; n];
-    let mut sh = vec![0f64; n];
-    let mut sv = vec![0f64; n];
-    rayon::join(
+    // 2-3. hv min-max normalised (on the fly, as the Sobel reads its rows), Sobel (with the
+    // output's min and max), then those normalised and inverted -> overall -> dist before blur
+    // (in place of the h Sobel) and markers
+    let [h_scale, v_scale] = min_max_hv(view.hv).map(UnitScaleF32::from_min_max);
+    for buf in [&mut *sh, &mut *sv] {
+        buf.resize(n, 0.0);
+    }
+    let (h_sobel, v_sobel) = rayon::join(
         || {
-            normalize_minmax_f32_channel(view.hv, 2, 0, &mut hn);
-            sobel_f32(
-                &hn,
-                h,
+            let src = NormalizedChannel {
+                hv: view.hv,
+                channel: 0,
+                scale: h_scale,
                 w,
-                ksize,
-                true,
-                &mut sh,
-                &mut SeparableScratch::default(),
-            );
-            normalize_minmax_f64_to_f32(&sh, &mut hn);
+            };
+            sobel(&src, h, w, ksize, true, sh, sep_h)
         },
         || {
-            normalize_minmax_f32_channel(view.hv, 2, 1, &mut vn);
-            sobel_f32(
-                &vn,
-                h,
+            let src = NormalizedChannel {
+                hv: view.hv,
+                channel: 1,
+                scale: v_scale,
                 w,
-                ksize,
-                false,
-                &mut sv,
-                &mut SeparableScratch::default(),
-            );
-            normalize_minmax_f64_to_f32(&sv, &mut vn);
+            };
+            sobel(&src, h, w, ksize, false, sv, sep_v)
         },
     );
+    let h_unit = UnitScaleF64::from_min_max(h_sobel.finish());
+    let v_unit = UnitScaleF64::from_min_max(v_sobel.finish());
+    marker.resize(n, 0);
+    let edge_threshold = params.edge_threshold;
+    sh.par_chunks_mut(PAR_CHUNK)
+        .zip(marker.par_chunks_mut(PAR_CHUNK))
+        .zip(sv.par_chunks(PAR_CHUNK))
+        .zip(blb.par_chunks(PAR_CHUNK))
+        .zip(view.hv.par_chunks(2 * PAR_CHUNK))
+        .for_each(|((((sh, marker), sv), blb), hv)| {
+            const BLOCK: usize = 64;
+            let (mut hn, mut vn) = ([0f32; BLOCK], [0f32; BLOCK]);
+            for ((((d, m), sv), bl), hv) in sh
+                .chunks_mut(BLOCK)
+                .zip(marker.chunks_mut(BLOCK))
+                .zip(sv.chunks(BLOCK))
+                .zip(blb.chunks(BLOCK))
+                .zip(hv.chunks(2 * BLOCK))
+            {
+                let k = d.len();
+                let (hn, vn) = (&mut hn[..k], &mut vn[..k]);
+                // cv2.normalize keeps the destination when a Sobel map has no number in it:
+                // there, the normalised hv channel
+                if h_unit == UnitScaleF64::Keep {
+                    for (o, p) in hn.iter_mut().zip(hv.chunks_exact(2)) {
+                        *o = h_scale.apply(p[0]);
+                    }
+                }
+                if v_unit == UnitScaleF64::Keep {
+                    for (o, p) in vn.iter_mut().zip(hv.chunks_exact(2)) {
+                        *o = v_scale.apply(p[1]);
+                    }
+                }
+                h_unit.apply(d, hn);
+                v_unit.apply(sv, vn);
+                // overall (f64, as numpy promotes f32 - int32), dist before blur, markers
+                for ((((d, m), &a), &c), &bl) in d
+                    .iter_mut()
+                    .zip(m.iter_mut())
+                    .zip(hn.iter())
+                    .zip(vn.iter())
+                    .zip(bl)
+                {
+                    let o32 = (1.0f32 - a).max(1.0f32 - c);
+                    let b = f64::from(bl);
+                    let o = f64::from(o32) - (1.0 - b);
+                    let o = if o < 0.0 { 0.0 } else { o };
+                    *d = (1.0 - o) * b;
+                    let edge = o >= edge_threshold;
+                    *m = u8::from(bl == 1 && !edge);
+                }
+            }
+        });
 
-    // overall (f64, as numpy promotes f32 - int32), dist before blur, markers
-    let overall = &mut sv;
-    let dist_in = &mut sh;
-    let mut marker = vec![0u8; n];
-    for i in 0..n {
-        let o32 = (1.0f32 - hn[i]).max(1.0f32 - vn[i]);
-        let b = f64::from(blb[i]);
-        let mut o = f64::from(o32) - (1.0 - b);
-        if o < 0.0 {
-            o = 0.0;
+    // 4. dist = -GaussianBlur(dist_in), in sv
+    gaussian_blur_3x3_f64(sh, h, w, sv, sep_g);
+    sv.par_chunks_mut(PAR_CHUNK).for_each(|c| {
+        for d in c {
+            *d = -*d;
         }
-        overall[i] = o;
-        dist_in[i] = (1.0 - o) * b;
-        let edge = o >= params.edge_threshold;
-        marker[i] = u8::from(blb[i] == 1 && !edge);
-    }
-    drop(hn);
-    drop(vn);
-
-    // 4. dist = -GaussianBlur(dist_in)
-    let dist = overall; // reuse
-    gaussian_blur_3x3_f64(dist_in, h, w, dist, &mut SeparableScratch::default());
-    for d in dist.iter_mut() {
-        *d = -*d;
-    }
+    });
+    let dist = &sv[..];
 
     // 5. markers
-    let mut stack = Vec::new();
-    fill_holes(&mut marker, h, w, &mut stack);
-    open(
-        &mut marker,
+    fill_holes(marker, h, w, stack);
+    open(marker, h, w, &Element::ellipse_5x5(), morph);
+    let mut labels = vec![0i32; n];
+    label_4conn_remove_small(
+        marker,
         h,
         w,
-        &Element::ellipse_5x5(),
-        &mut MorphScratch::default(),
-    );
-    let n_markers = label_4conn(&marker, h, w, &mut labels, &mut label_scratch);
-    remove_small_labels(
-        &mut labels,
-        n_markers,
         params.min_marker_area().saturating_sub(1),
-        &mut sizes,
+        &mut labels,
+        label_scratch,
     );
 
     // 6. watershed
-    watershed(dist, &mut labels, &blb, h, w, &mut WatershedHeap::default());
+    watershed(dist, &mut labels, blb, h, w, heap);
     Ok(labels)
 }
 
