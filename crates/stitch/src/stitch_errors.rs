@@ -1,0 +1,218 @@
+//! Errors, split by phase: [`PlanError`] (building the canvas plan), [`StitchError`] (running).
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::memory_budget::MemoryRefused;
+
+/// The canvas plan could not be built from the grid, the selection and the slide size.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// The mask kept no patch (TIAToolbox: "No patch coordinates remain after filtering.").
+    #[error("no patch coordinates remain after mask filtering: nothing to stitch")]
+    NoPatches,
+    /// The slide has no pixels at the processing resolution.
+    #[error("slide size {slide_size:?} (width, height) has no pixels")]
+    EmptySlide {
+        /// `[width, height]`.
+        slide_size: [u64; 2],
+    },
+    /// A selected index is not a grid index.
+    #[error("selected patch index {index} is out of range: the grid has {grid_len} patches")]
+    SelectedOutOfRange {
+        /// The bad index.
+        index: usize,
+        /// Number of grid patches.
+        grid_len: usize,
+    },
+    /// A selected index is listed twice.
+    #[error("selected patch index {index} is listed twice")]
+    DuplicateSelected {
+        /// The repeated index.
+        index: usize,
+    },
+    /// An output box has a negative origin or no area.
+    #[error(
+        "output box {index} is {bbox:?}: expected [x0, y0, x1, y1] with 0 <= x0 < x1, 0 <= y0 < y1"
+    )]
+    InvalidBox {
+        /// Grid index.
+        index: usize,
+        /// The box.
+        bbox: [i64; 4],
+    },
+    /// The canvas would start outside the slide.
+    #[error("output box {index} {bbox:?} starts outside the slide of size {slide_size:?}")]
+    BoxOutsideSlide {
+        /// Grid index.
+        index: usize,
+        /// The box.
+        bbox: [i64; 4],
+        /// `[width, height]`.
+        slide_size: [u64; 2],
+    },
+    /// The grid is too large to index with `u32`.
+    #[error("the grid has {count} patches; at most 4294967294 are supported")]
+    TooManyPatches {
+        /// Number of grid patches.
+        count: usize,
+    },
+    /// The patch output size or channel counts do not fit the plan.
+    #[error("invalid stitch parameters: {reason}")]
+    InvalidParams {
+        /// What is wrong, with the values.
+        reason: String,
+    },
+}
+
+/// Stitching failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StitchError {
+    /// The plan or parameters are invalid.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// A memory reservation was refused (the message names `[pipeline] memory_limit`).
+    #[error(transparent)]
+    Memory(#[from] MemoryRefused),
+    /// A patch index that is not a selected grid patch.
+    #[error(
+        "patch {index} is not one of the {selected} selected patches of the plan (grid of {grid_len})"
+    )]
+    UnknownPatch {
+        /// The patch's grid index.
+        index: usize,
+        /// Number of selected patches.
+        selected: usize,
+        /// Number of grid patches.
+        grid_len: usize,
+    },
+    /// A patch arrived twice.
+    #[error("patch {index} arrived twice")]
+    DuplicatePatch {
+        /// The patch's grid index.
+        index: usize,
+    },
+    /// A patch's output box differs from the planned one.
+    #[error("patch {index} has output box {found:?}, but the grid says {expected:?}")]
+    BoxMismatch {
+        /// The patch's grid index.
+        index: usize,
+        /// Box from the plan (slide coordinates).
+        expected: [i64; 4],
+        /// Box on the patch.
+        found: [i64; 4],
+    },
+    /// A patch has the wrong number of heads.
+    #[error("patch {index} has {found} heads, expected {expected}")]
+    HeadCount {
+        /// The patch's grid index.
+        index: usize,
+        /// Heads in the params.
+        expected: usize,
+        /// Heads on the patch.
+        found: usize,
+    },
+    /// A head block has the wrong shape.
+    #[error(
+        "patch {index} head {head}: block has {found_channels} channels and {found_len} values, \
+         expected {expected_channels} channels and {expected_len} values ({height}x{width}x{expected_channels})"
+    )]
+    BlockShape {
+        /// The patch's grid index.
+        index: usize,
+        /// Head number.
+        head: usize,
+        /// Channels in the params.
+        expected_channels: usize,
+        /// Channels on the block.
+        found_channels: usize,
+        /// Values expected.
+        expected_len: usize,
+        /// Values found.
+        found_len: usize,
+        /// Patch output height.
+        height: usize,
+        /// Patch output width.
+        width: usize,
+    },
+    /// The input ended before every selected patch arrived.
+    #[error(
+        "input ended with {missing} of {selected} selected patches missing (first missing: grid index {first_missing})"
+    )]
+    MissingPatches {
+        /// How many are missing.
+        missing: usize,
+        /// Number of selected patches.
+        selected: usize,
+        /// Grid index of the first missing patch in merge order.
+        first_missing: usize,
+    },
+    /// A read asked for pixels outside the canvas.
+    #[error("region {region:?} (x0, y0, x1, y1) is outside the canvas of size {canvas_size:?}")]
+    RegionOutOfBounds {
+        /// The region asked for.
+        region: [usize; 4],
+        /// `[width, height]` of the canvas.
+        canvas_size: [usize; 2],
+    },
+    /// Rows were given to a writer out of order or of the wrong shape.
+    #[error("rows out of order or of the wrong shape: {reason}")]
+    RowsMismatch {
+        /// What was wrong, with the values.
+        reason: String,
+    },
+    /// A Zarr store operation failed.
+    #[error("zarr {action} failed at {path}: {source}")]
+    Zarr {
+        /// What was being done.
+        action: &'static str,
+        /// The store or array path.
+        path: PathBuf,
+        /// The zarrs error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A file system operation failed.
+    #[error("{action} failed at {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An output path exists already.
+    #[error("output {path} exists; remove it or choose another path")]
+    OutputExists {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The downstream receiver hung up before all rows were sent.
+    #[error("the stitch output channel was closed by its receiver before all rows were sent")]
+    OutputClosed,
+    /// The stitch stage thread panicked.
+    #[error("the stitch stage thread panicked: {message}")]
+    StagePanicked {
+        /// The panic message.
+        message: String,
+    },
+}
+
+impl StitchError {
+    pub(crate) fn zarr(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Zarr {
+            action,
+            path: path.into(),
+            source: Box::new(source),
+        }
+    }
+}

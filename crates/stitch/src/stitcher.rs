@@ -1,0 +1,623 @@
+//! The stitch stage's parameters ([`StitchParams`]) and running state ([`Stitcher`]).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::bands_to_rows::RowAccumulator;
+use crate::canvas_plan::CanvasPlan;
+use crate::canvas_rows::CanvasRows;
+use crate::memory_budget::{MemoryBudget, MemoryReservation};
+use crate::patch_prediction::PatchPrediction;
+use crate::patches_to_bands::BandBuilder;
+use crate::stitch_errors::{PlanError, StitchError};
+
+/// One model head: its name (used for the saved probability arrays) and channel count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadSpec {
+    /// Head name, e.g. `np`, `hv`, `tp`, `ls`.
+    pub name: String,
+    /// Channels of the head's output.
+    pub channels: usize,
+}
+
+impl HeadSpec {
+    /// A head from its name and channel count.
+    #[must_use]
+    pub fn new(name: impl Into<String>, channels: usize) -> Self {
+        Self {
+            name: name.into(),
+            channels,
+        }
+    }
+}
+
+/// What the stitcher needs to know, fixed for one slide.
+///
+/// Defaults: none; every field is given. [`StitchParams::new`] checks that every planned box has
+/// the patch output size and that every head has at least one channel.
+#[derive(Debug, Clone)]
+pub struct StitchParams {
+    /// The canvas and the merge order (from the grid, the mask selection and the slide size).
+    pub plan: CanvasPlan,
+    /// Patch output `[height, width]` (TIAToolbox `patch_output_shape`).
+    pub patch_output: [usize; 2],
+    /// The model's heads, in order.
+    pub heads: Vec<HeadSpec>,
+    /// The budget the stitch window and waiting out-of-order patches reserve from.
+    pub budget: MemoryBudget,
+    /// Out-of-order patches to reserve room for up front (default 0): set it to the most
+    /// patches upstream can reorder (workers × batch size), so that a full canvas reserved later
+    /// cannot take that room. More patches may wait; they reserve as they come.
+    pub reorder_allowance: usize,
+}
+
+impl StitchParams {
+    /// Check and bundle the parameters.
+    ///
+    /// # Errors
+    /// [`PlanError::InvalidParams`] when a planned box is not `patch_output` in size, a size is
+    /// zero, or there are no heads or a head has no channels.
+    pub fn new(
+        plan: CanvasPlan,
+        patch_output: [usize; 2],
+        heads: Vec<HeadSpec>,
+        budget: MemoryBudget,
+    ) -> Result<Self, PlanError> {
+        let [h, w] = patch_output;
+        if h == 0 || w == 0 {
+            return Err(PlanError::InvalidParams {
+                reason: format!("patch output size {patch_output:?} (height, width) has a zero"),
+            });
+        }
+        if heads.is_empty() {
+            return Err(PlanError::InvalidParams {
+                reason: "the model has no heads".into(),
+            });
+        }
+        if let Some(head) = heads.iter().find(|head| head.channels == 0) {
+            return Err(PlanError::InvalidParams {
+                reason: format!("head {:?} has 0 channels", head.name),
+            });
+        }
+        if let Some(p) = plan.patches().iter().find(|p| {
+            let b = p.canvas_box;
+            (b[2] - b[0]) as usize != w || (b[3] - b[1]) as usize != h
+        }) {
+            let b = p.canvas_box;
+            return Err(PlanError::InvalidParams {
+                reason: format!(
+                    "output box of grid patch {} is {}x{} (height x width), but the patch output \
+                     size is {h}x{w}",
+                    p.grid_index,
+                    b[3] - b[1],
+                    b[2] - b[0]
+                ),
+            });
+        }
+        Ok(Self {
+            plan,
+            patch_output,
+            heads,
+            budget,
+            reorder_allowance: 0,
+        })
+    }
+
+    /// Set [`StitchParams::reorder_allowance`].
+    #[must_use]
+    pub fn with_reorder_allowance(mut self, patches: usize) -> Self {
+        self.reorder_allowance = patches;
+        self
+    }
+
+    /// Channels per head.
+    #[must_use]
+    pub fn channels(&self) -> Vec<usize> {
+        self.heads.iter().map(|h| h.channels).collect()
+    }
+
+    /// Bytes of the stitch window (the open rows, a band's overlap rows, open bands' column
+    /// counts), reserved for the whole run.
+    #[must_use]
+    pub fn window_bytes(&self) -> u64 {
+        let channels = self.channels();
+        let plan = &self.plan;
+        BandBuilder::byte_size(plan.width(), plan.max_band_overlap(), &channels)
+            + RowAccumulator::byte_size(
+                plan.width(),
+                plan.max_band_height(),
+                plan.max_bands_per_row(),
+                &channels,
+            )
+    }
+
+    /// Bytes of one patch's head outputs.
+    #[must_use]
+    pub fn patch_bytes(&self) -> u64 {
+        let [h, w] = self.patch_output;
+        self.heads
+            .iter()
+            .map(|head| (h * w * head.channels * 4) as u64)
+            .sum()
+    }
+}
+
+/// What the stitcher did, for progress, the run summary and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StitchMetrics {
+    /// Patches received.
+    pub patches_in: u64,
+    /// Head blocks skipped because all their values were zero (TIAToolbox QUIRK 9.4).
+    pub zero_blocks: u64,
+    /// Canvas rows emitted.
+    pub rows_out: u64,
+    /// [`CanvasRows`] items emitted.
+    pub row_chunks_out: u64,
+    /// The most patches waiting at once for an earlier patch.
+    pub peak_pending_patches: u64,
+    /// Time spent merging and normalising.
+    pub busy: Duration,
+}
+
+/// The running stitch: push patches in any order, receive final rows as soon as they are final.
+///
+/// See the crate docs for the algorithm and the memory story.
+#[derive(Debug)]
+pub struct Stitcher {
+    // PROPERTIES
+    params: StitchParams,
+    channels: Vec<usize>,
+
+    // STATE BUFFERS
+    /// Merge rank of the next patch to merge.
+    next_rank: usize,
+    /// Patches that arrived before their turn, by merge rank.
+    pending: BTreeMap<usize, PatchPrediction>,
+    /// The band being built.
+    band_index: usize,
+    /// Selected patches merged into it so far.
+    band_merged: usize,
+    band: BandBuilder,
+    rows: RowAccumulator,
+    /// Rows final but not yet handed out.
+    ready: Vec<CanvasRows>,
+
+    // EXECUTION RESOURCES
+    _window: MemoryReservation,
+    /// Holds max(reorder allowance, pending bytes).
+    pending_reservation: MemoryReservation,
+    pending_bytes: u64,
+    metrics: StitchMetrics,
+}
+
+impl Stitcher {
+    /// Start stitching: reserves the window (one band and the open rows) from the budget.
+    ///
+    /// # Errors
+    /// [`StitchError::Memory`] when the window does not fit the budget.
+    pub fn new(params: StitchParams) -> Result<Self, StitchError> {
+        let channels = params.channels();
+        let window = params.budget.try_reserve(
+            params.window_bytes(),
+            &format!(
+                "the stitch window ({} rows x {} px x {} channels)",
+                params.plan.max_band_height(),
+                params.plan.width(),
+                channels.iter().sum::<usize>()
+            ),
+        )?;
+        let pending_reservation = params.budget.try_reserve(
+            params.reorder_allowance as u64 * params.patch_bytes(),
+            "out-of-order patches waiting to be stitched",
+        )?;
+        let plan = &params.plan;
+        let band = BandBuilder::new(plan.width(), &channels);
+        let rows = RowAccumulator::new(
+            plan.width(),
+            plan.max_band_height(),
+            plan.height(),
+            plan.origin(),
+            &channels,
+        );
+        let mut stitcher = Self {
+            params,
+            channels,
+            next_rank: 0,
+            pending: BTreeMap::new(),
+            band_index: 0,
+            band_merged: 0,
+            band,
+            rows,
+            ready: Vec::new(),
+            _window: window,
+            pending_reservation,
+            pending_bytes: 0,
+            metrics: StitchMetrics::default(),
+        };
+        stitcher.begin_band();
+        stitcher.complete_finished_bands();
+        Ok(stitcher)
+    }
+
+    /// The parameters.
+    #[must_use]
+    pub fn params(&self) -> &StitchParams {
+        &self.params
+    }
+
+    /// The plan.
+    #[must_use]
+    pub fn plan(&self) -> &CanvasPlan {
+        &self.params.plan
+    }
+
+    /// Counters so far.
+    #[must_use]
+    pub fn metrics(&self) -> &StitchMetrics {
+        &self.metrics
+    }
+
+    /// Patches waiting for an earlier patch.
+    #[must_use]
+    pub fn pending_patches(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Merge one patch (any order) and return the rows that became final, top to bottom.
+    ///
+    /// # Errors
+    /// A patch that is not selected in the plan, arrives twice, has another output box or
+    /// wrong block shapes; a refused reservation for a patch that must wait. The stitcher is
+    /// unchanged by a refused patch.
+    pub fn push(&mut self, patch: PatchPrediction) -> Result<Vec<CanvasRows>, StitchError> {
+        let rank = self.check(&patch)?;
+        if rank == self.next_rank {
+            let started = Instant::now();
+            self.metrics.patches_in += 1;
+            self.merge(&patch);
+            while let Some(next) = self.pending.remove(&self.next_rank) {
+                self.pending_bytes -= next.byte_size();
+                self.merge(&next);
+            }
+            let allowance = self.params.reorder_allowance as u64 * self.params.patch_bytes();
+            let keep = allowance.max(self.pending_bytes);
+            if self.pending_reservation.size() > keep {
+                self.pending_reservation
+                    .shrink(self.pending_reservation.size() - keep);
+            }
+            self.metrics.busy += started.elapsed();
+        } else {
+            let needed = self.pending_bytes + patch.byte_size();
+            if needed > self.pending_reservation.size() {
+                self.pending_reservation
+                    .try_grow(needed - self.pending_reservation.size())?;
+            }
+            self.pending_bytes = needed;
+            self.pending.insert(rank, patch);
+            self.metrics.patches_in += 1;
+            self.metrics.peak_pending_patches = self
+                .metrics
+                .peak_pending_patches
+                .max(self.pending.len() as u64);
+        }
+        Ok(std::mem::take(&mut self.ready))
+    }
+
+    /// Merge several patches; the rows that became final, top to bottom.
+    ///
+    /// # Errors
+    /// As [`Stitcher::push`]; patches before the bad one stay merged.
+    pub fn push_all(
+        &mut self,
+        patches: impl IntoIterator<Item = PatchPrediction>,
+    ) -> Result<Vec<CanvasRows>, StitchError> {
+        let mut out = Vec::new();
+        for patch in patches {
+            out.extend(self.push(patch)?);
+        }
+        Ok(out)
+    }
+
+    /// End of input: every selected patch must have arrived. Returns the last rows (usually
+    /// none: rows are handed out as soon as the last patch of their band is merged) and the
+    /// counters; frees the window.
+    ///
+    /// # Errors
+    /// [`StitchError::MissingPatches`] when some selected patch never arrived.
+    pub fn finish(mut self) -> Result<(Vec<CanvasRows>, StitchMetrics), StitchError> {
+        let selected = self.params.plan.selected_count();
+        if self.next_rank < selected {
+            let first_missing = self
+                .params
+                .plan
+                .patch_at_rank(self.next_rank)
+                .map_or(0, |p| p.grid_index);
+            return Err(StitchError::MissingPatches {
+                missing: selected - self.next_rank - self.pending.len(),
+                selected,
+                first_missing,
+            });
+        }
+        self.complete_finished_bands();
+        Ok((std::mem::take(&mut self.ready), self.metrics))
+    }
+
+    /// Validate a patch and return its merge rank.
+    fn check(&self, patch: &PatchPrediction) -> Result<usize, StitchError> {
+        let plan = &self.params.plan;
+        let index = patch.index;
+        let rank = plan.merge_rank(index).ok_or(StitchError::UnknownPatch {
+            index,
+            selected: plan.selected_count(),
+            grid_len: plan.grid_len(),
+        })?;
+        if rank < self.next_rank || self.pending.contains_key(&rank) {
+            return Err(StitchError::DuplicatePatch { index });
+        }
+        let planned = plan
+            .patch_at_rank(rank)
+            .expect("a merge rank from the plan has a planned patch");
+        let [ox, oy] = plan.origin();
+        let b = planned.canvas_box;
+        let expected = [
+            b[0] + ox as i64,
+            b[1] + oy as i64,
+            b[2] + ox as i64,
+            b[3] + oy as i64,
+        ];
+        if patch.output_box != expected {
+            return Err(StitchError::BoxMismatch {
+                index,
+                expected,
+                found: patch.output_box,
+            });
+        }
+        if patch.heads.len() != self.channels.len() {
+            return Err(StitchError::HeadCount {
+                index,
+                expected: self.channels.len(),
+                found: patch.heads.len(),
+            });
+        }
+        let [h, w] = self.params.patch_output;
+        for (head, (block, &c)) in patch.heads.iter().zip(&self.channels).enumerate() {
+            if block.channels != c || block.data.len() != h * w * c {
+                return Err(StitchError::BlockShape {
+                    index,
+                    head,
+                    expected_channels: c,
+                    found_channels: block.channels,
+                    expected_len: h * w * c,
+                    found_len: block.data.len(),
+                    height: h,
+                    width: w,
+                });
+            }
+        }
+        Ok(rank)
+    }
+
+    /// Merge the patch of rank `next_rank` into its band.
+    fn merge(&mut self, patch: &PatchPrediction) {
+        let planned = *self
+            .params
+            .plan
+            .patch_at_rank(self.next_rank)
+            .expect("next_rank < selected_count while patches arrive");
+        debug_assert_eq!(planned.grid_index, patch.index);
+        // Bands before this one are complete: their last patch was merged, or they have none.
+        debug_assert_eq!(self.band_index, planned.band);
+        let width = self.params.patch_output[1];
+        for (head, block) in patch.heads.iter().enumerate() {
+            let acc = self.rows.sums_mut();
+            if !self
+                .band
+                .add_block(acc, head, &block.data, width, planned.canvas_box[0])
+            {
+                self.metrics.zero_blocks += 1;
+            }
+        }
+        self.next_rank += 1;
+        self.band_merged += 1;
+        self.complete_finished_bands();
+    }
+
+    /// Fold every band whose selected patches are all merged, and emit the rows above the next
+    /// band's top edge.
+    fn complete_finished_bands(&mut self) {
+        let bands = self.params.plan.bands();
+        while let Some(band) = bands.get(self.band_index) {
+            if self.band_merged < band.selected {
+                break;
+            }
+            self.rows
+                .fold(&mut self.band, band.y0 as usize, band.y1 as usize);
+            let next_top = bands
+                .get(self.band_index + 1)
+                .map_or(usize::MAX, |b| b.y0 as usize);
+            if let Some(rows) = self.rows.emit_until(next_top) {
+                self.metrics.rows_out += rows.rows as u64;
+                self.metrics.row_chunks_out += 1;
+                self.ready.push(rows);
+            }
+            self.band_index += 1;
+            self.band_merged = 0;
+            if let Some(next) = bands.get(self.band_index) {
+                let height = (next.y1 - next.y0) as usize;
+                self.band
+                    .begin(self.rows.filled(), self.rows.rows_in_canvas(height));
+            }
+        }
+    }
+
+    /// Prepare the builder for the band at `band_index` (whose top is the accumulator base).
+    fn begin_band(&mut self) {
+        if let Some(band) = self.params.plan.bands().get(self.band_index) {
+            let height = (band.y1 - band.y0) as usize;
+            self.band
+                .begin(self.rows.filled(), self.rows.rows_in_canvas(height));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patch_prediction::HeadBlock;
+
+    fn grid(width: i64, height: i64, out: i64, stride: i64) -> Vec<[i64; 4]> {
+        let xs: Vec<i64> = (0..(width + stride - 1) / stride)
+            .map(|i| i * stride)
+            .collect();
+        let ys: Vec<i64> = (0..(height + stride - 1) / stride)
+            .map(|i| i * stride)
+            .collect();
+        ys.iter()
+            .flat_map(|&y| xs.iter().map(move |&x| [x, y, x + out, y + out]))
+            .collect()
+    }
+
+    fn params(boxes: &[[i64; 4]], sel: &[usize], size: [u64; 2], out: usize) -> StitchParams {
+        let plan = CanvasPlan::new(boxes, sel, size).unwrap();
+        StitchParams::new(
+            plan,
+            [out, out],
+            vec![HeadSpec::new("a", 1), HeadSpec::new("b", 2)],
+            MemoryBudget::unlimited(),
+        )
+        .unwrap()
+    }
+
+    fn patch(boxes: &[[i64; 4]], index: usize, out: usize, value: f32) -> PatchPrediction {
+        PatchPrediction {
+            index,
+            output_box: boxes[index],
+            heads: vec![
+                HeadBlock::new(1, vec![value; out * out]),
+                HeadBlock::new(2, vec![value; out * out * 2]),
+            ],
+        }
+    }
+
+    #[test]
+    fn rows_are_emitted_as_soon_as_final() {
+        // 4x4 slide, out 2, stride 1: bands at rows 0,1,2,3.
+        let boxes = grid(4, 4, 2, 1);
+        let all: Vec<usize> = (0..boxes.len()).collect();
+        let mut s = Stitcher::new(params(&boxes, &all, [4, 4], 2)).unwrap();
+        let mut emitted = Vec::new();
+        for i in 0..4 {
+            let rows = s.push(patch(&boxes, i, 2, 1.0)).unwrap();
+            // Row 0 is final once the first band (patches 0..4) is merged.
+            if i < 3 {
+                assert!(rows.is_empty());
+            } else {
+                assert_eq!(rows.len(), 1);
+                assert_eq!((rows[0].y0, rows[0].rows), (0, 1));
+            }
+            emitted.extend(rows);
+        }
+        for i in 4..16 {
+            emitted.extend(s.push(patch(&boxes, i, 2, 1.0)).unwrap());
+        }
+        let (rest, metrics) = s.finish().unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(metrics.rows_out, 4);
+        let ys: Vec<usize> = emitted.iter().map(|r| r.y0).collect();
+        assert_eq!(ys, [0, 1, 2, 3]);
+        assert!(emitted.iter().all(|r| r.heads[1].iter().all(|&v| v == 1.0)));
+    }
+
+    #[test]
+    fn out_of_order_patches_wait() {
+        let boxes = grid(4, 4, 2, 2);
+        let all: Vec<usize> = (0..boxes.len()).collect();
+        let budget = MemoryBudget::unlimited();
+        let mut p = params(&boxes, &all, [4, 4], 2);
+        p.budget = budget.clone();
+        let window = p.window_bytes();
+        let mut s = Stitcher::new(p).unwrap();
+        assert!(s.push(patch(&boxes, 3, 2, 1.0)).unwrap().is_empty());
+        assert!(s.push(patch(&boxes, 1, 2, 1.0)).unwrap().is_empty());
+        assert_eq!(s.pending_patches(), 2);
+        assert_eq!(budget.used(), window + 2 * 48);
+        let rows = s.push(patch(&boxes, 0, 2, 1.0)).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(s.pending_patches(), 1);
+        assert!(matches!(
+            s.push(patch(&boxes, 0, 2, 1.0)),
+            Err(StitchError::DuplicatePatch { index: 0 })
+        ));
+        assert!(matches!(
+            s.push(patch(&boxes, 3, 2, 1.0)),
+            Err(StitchError::DuplicatePatch { index: 3 })
+        ));
+        let err = s.finish().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StitchError::MissingPatches {
+                    missing: 1,
+                    selected: 4,
+                    first_missing: 2
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn bad_patches_are_errors() {
+        let boxes = grid(4, 4, 2, 2);
+        let mut s = Stitcher::new(params(&boxes, &[0, 1, 2], [4, 4], 2)).unwrap();
+        assert!(matches!(
+            s.push(patch(&boxes, 3, 2, 1.0)),
+            Err(StitchError::UnknownPatch { index: 3, .. })
+        ));
+        let mut p = patch(&boxes, 0, 2, 1.0);
+        p.index = 99;
+        assert!(matches!(
+            s.push(p),
+            Err(StitchError::UnknownPatch { index: 99, .. })
+        ));
+        let mut p = patch(&boxes, 0, 2, 1.0);
+        p.output_box = [0, 0, 3, 3];
+        assert!(matches!(s.push(p), Err(StitchError::BoxMismatch { .. })));
+        let mut p = patch(&boxes, 0, 2, 1.0);
+        p.heads.pop();
+        assert!(matches!(s.push(p), Err(StitchError::HeadCount { .. })));
+        let mut p = patch(&boxes, 0, 2, 1.0);
+        p.heads[1].data.pop();
+        let err = s.push(p).unwrap_err();
+        assert!(err.to_string().contains("head 1"), "{err}");
+        let mut p = patch(&boxes, 0, 2, 1.0);
+        p.heads[1].channels = 3;
+        assert!(matches!(s.push(p), Err(StitchError::BlockShape { .. })));
+        // Nothing was merged by the bad pushes.
+        assert_eq!(s.metrics().patches_in, 0);
+    }
+
+    #[test]
+    fn window_refused_names_the_config_key() {
+        let boxes = grid(4, 4, 2, 2);
+        let mut p = params(&boxes, &[0], [4, 4], 2);
+        p.budget = MemoryBudget::with_bytes(10);
+        let err = Stitcher::new(p).unwrap_err();
+        assert!(err.to_string().contains("[pipeline] memory_limit"), "{err}");
+    }
+
+    #[test]
+    fn wrong_patch_size_is_an_error() {
+        let boxes = grid(4, 4, 2, 2);
+        let plan = CanvasPlan::new(&boxes, &[0], [4, 4]).unwrap();
+        let err = StitchParams::new(
+            plan,
+            [3, 3],
+            vec![HeadSpec::new("a", 1)],
+            MemoryBudget::unlimited(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("3x3"), "{err}");
+    }
+}

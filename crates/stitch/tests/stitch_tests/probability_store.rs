@@ -1,0 +1,158 @@
+//! The saved probability maps: Zarr V3 metadata and values, read back with zarrs. (zarr-python
+//! opens the same layout: see `tools/check_stitch_zarr.py`.)
+
+use std::sync::Arc;
+
+use mtseg_stitch::{CanvasPlan, HeadSpec, MemoryBudget, ProbabilityStore, StitchError, ZarrLayout};
+use zarrs::array::{Array, ArraySubset};
+use zarrs::filesystem::FilesystemStore;
+
+use super::synthetic::{SyntheticSlide, grid, identity_crop, params, stitch_all};
+
+#[test]
+fn saved_maps_are_the_canvas_padded_to_the_slide() {
+    let (slide_w, slide_h) = (53usize, 41usize);
+    let slide = SyntheticSlide::new(slide_w, slide_h, 3, 11);
+    let (input, output, stride) = ([14, 14], [10, 10], [7, 7]);
+    let g = grid([slide_w, slide_h], input, output, stride);
+    // Tissue in the middle: the canvas does not touch the slide's top-left corner.
+    let selected: Vec<usize> = (0..g.output_boxes.len())
+        .filter(|&i| {
+            let b = g.output_boxes[i];
+            (14..35).contains(&b[0]) && (14..28).contains(&b[1])
+        })
+        .collect();
+    let plan =
+        CanvasPlan::new(&g.output_boxes, &selected, [slide_w as u64, slide_h as u64]).unwrap();
+    assert!(plan.origin()[0] > 0 && plan.origin()[1] > 0);
+    let channels = [1usize, 2];
+    let heads = vec![HeadSpec::new("np", 1), HeadSpec::new("hv", 2)];
+    let patches: Vec<_> = selected
+        .iter()
+        .map(|&i| identity_crop(&slide, &g, i, input, output, &channels))
+        .collect();
+    let canvas = stitch_all(
+        params(plan.clone(), output, &channels, MemoryBudget::unlimited()),
+        patches.clone(),
+    );
+
+    // Write the rows through the store (small chunks: several shards per row, several shard rows).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slide.zarr");
+    let layout = ZarrLayout {
+        chunk: [8, 8],
+        shard_chunks_x: 2,
+        zstd_level: 3,
+    };
+    let mut attrs = serde_json::Map::new();
+    attrs.insert("resolution".into(), serde_json::json!({"mpp": 0.25}));
+    let mut store = ProbabilityStore::create(
+        &path,
+        &plan,
+        &heads,
+        attrs,
+        layout,
+        &MemoryBudget::unlimited(),
+    )
+    .unwrap();
+    let mut stitcher = mtseg_stitch::Stitcher::new(params(
+        plan.clone(),
+        output,
+        &channels,
+        MemoryBudget::unlimited(),
+    ))
+    .unwrap();
+    for p in patches {
+        for rows in stitcher.push(p).unwrap() {
+            store.write_rows(&rows).unwrap();
+        }
+    }
+    for rows in stitcher.finish().unwrap().0 {
+        store.write_rows(&rows).unwrap();
+    }
+    let written = store.finish().unwrap();
+    assert_eq!(written, path);
+    assert!(!dir.path().join("slide.zarr.part").exists());
+
+    // Metadata, as zarr-python reads it.
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path.join("probabilities/1/zarr.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["zarr_format"], 3);
+    assert_eq!(meta["node_type"], "array");
+    assert_eq!(meta["shape"], serde_json::json!([slide_h, slide_w, 2]));
+    assert_eq!(meta["data_type"], "float32");
+    assert_eq!(meta["fill_value"], 0.0);
+    assert_eq!(
+        meta["dimension_names"],
+        serde_json::json!(["y", "x", "channel"])
+    );
+    assert_eq!(
+        meta["chunk_grid"]["configuration"]["chunk_shape"],
+        serde_json::json!([8, 16, 2])
+    );
+    assert_eq!(meta["codecs"][0]["name"], "sharding_indexed");
+    let inner = &meta["codecs"][0]["configuration"];
+    assert_eq!(inner["chunk_shape"], serde_json::json!([8, 8, 2]));
+    assert!(
+        inner["codecs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "zstd")
+    );
+    assert_eq!(meta["attributes"]["head"], "hv");
+    let root: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path.join("zarr.json")).unwrap()).unwrap();
+    assert_eq!(root["node_type"], "group");
+    assert_eq!(root["attributes"]["resolution"]["mpp"], 0.25);
+    let pad = plan.mask_padding();
+    assert_eq!(
+        root["attributes"]["mtseg_stitch"]["mask_padding"],
+        serde_json::json!([pad.left, pad.top, pad.right, pad.bottom])
+    );
+
+    // Values: the canvas at its origin, zeros elsewhere (never-written shards read as 0).
+    let fs = Arc::new(FilesystemStore::new(&path).unwrap());
+    let [ox, oy] = plan.origin().map(|v| v as usize);
+    let [w, h] = plan.canvas_size();
+    for (head, &c) in channels.iter().enumerate() {
+        let array = Array::open(fs.clone(), &format!("/probabilities/{head}")).unwrap();
+        let all: Vec<f32> = array
+            .retrieve_array_subset(&ArraySubset::new_with_ranges(&[
+                0..slide_h as u64,
+                0..slide_w as u64,
+                0..c as u64,
+            ]))
+            .unwrap();
+        for y in 0..slide_h {
+            for x in 0..slide_w {
+                for k in 0..c {
+                    let inside = (ox..ox + w).contains(&x) && (oy..oy + h).contains(&y);
+                    let expected = if inside {
+                        canvas.heads[head][((y - oy) * w + x - ox) * c + k]
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(
+                        all[(y * slide_w + x) * c + k].to_bits(),
+                        expected.to_bits(),
+                        "({x}, {y}) head {head}"
+                    );
+                }
+            }
+        }
+    }
+
+    // An existing output is not overwritten.
+    let err = ProbabilityStore::create(
+        &path,
+        &plan,
+        &heads,
+        serde_json::Map::new(),
+        layout,
+        &MemoryBudget::unlimited(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, StitchError::OutputExists { .. }), "{err}");
+}
