@@ -1,0 +1,172 @@
+//! The head contract: which heads a model has and what a batch of head outputs looks like.
+//!
+//! The values are exactly those of TIAToolbox's `HoVerNet.infer_batch` /
+//! `HoVerNetPlus.infer_batch`: NHWC float32, `np` = softmax over the 2 channels, channel 1 kept
+//! (nucleus probability); `hv` = the raw 2 channels (horizontal, vertical); `tp` and `ls` =
+//! argmax class id as a float (one channel).
+
+use std::fmt;
+
+/// One output head of a multi-task segmentation model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum HeadKind {
+    /// Nuclear pixels: softmax of 2 logits, channel 1 kept (probability of "nucleus").
+    Np,
+    /// Horizontal and vertical distance maps: 2 raw channels.
+    Hv,
+    /// Nucleus type: argmax over `num_types` logits, as float32.
+    Tp,
+    /// Tissue layer (HoVer-Net+): argmax over `num_layers` logits, as float32.
+    Ls,
+}
+
+impl HeadKind {
+    /// The state-dict / TIAToolbox name of the head ("np", "hv", "tp", "ls").
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Np => "np",
+            Self::Hv => "hv",
+            Self::Tp => "tp",
+            Self::Ls => "ls",
+        }
+    }
+
+    /// The head with this name, if it is one of the four.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "np" => Some(Self::Np),
+            "hv" => Some(Self::Hv),
+            "tp" => Some(Self::Tp),
+            "ls" => Some(Self::Ls),
+            _ => None,
+        }
+    }
+
+    /// Channels of this head in [`HeadOutputs`] (after softmax / argmax): 1, 2, 1, 1.
+    #[must_use]
+    pub fn output_channels(self) -> usize {
+        match self {
+            Self::Hv => 2,
+            Self::Np | Self::Tp | Self::Ls => 1,
+        }
+    }
+}
+
+impl fmt::Display for HeadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A head as a model declares it: its kind and how many channels the network computes for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HeadSpec {
+    /// Which head.
+    pub kind: HeadKind,
+    /// Channels of the raw network output (logits): np 2, hv 2, tp `num_types`, ls `num_layers`.
+    pub raw_channels: u32,
+}
+
+impl HeadSpec {
+    /// A head spec.
+    #[must_use]
+    pub fn new(kind: HeadKind, raw_channels: u32) -> Self {
+        Self { kind, raw_channels }
+    }
+}
+
+/// One head of one batch: NHWC float32, contiguous.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadTensor {
+    /// Which head.
+    pub kind: HeadKind,
+    /// `[n, height, width, channels]`.
+    pub shape: [usize; 4],
+    /// `n * height * width * channels` values, row-major NHWC.
+    pub data: Vec<f32>,
+}
+
+impl HeadTensor {
+    /// The values of patch `i` of the batch (`height * width * channels` values), if it exists.
+    #[must_use]
+    pub fn patch(&self, i: usize) -> Option<&[f32]> {
+        let per = self.shape[1] * self.shape[2] * self.shape[3];
+        self.data.get(i * per..(i + 1) * per)
+    }
+}
+
+/// The outputs of one forward: the per-batch item that the `stitch` crate receives.
+///
+/// `heads` are in the model's head order (HoVer-Net: np, hv[, tp]; HoVer-Net+: np, hv, tp, ls, as
+/// TIAToolbox's `infer_batch` returns them); `indices` are the patch indices of the input batch,
+/// in batch order, passed through unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadOutputs {
+    /// Patch indices, one per patch, as given with the input batch.
+    pub indices: Vec<u64>,
+    /// One tensor per head.
+    pub heads: Vec<HeadTensor>,
+}
+
+impl HeadOutputs {
+    /// The tensor of head `kind`, if the model has it.
+    #[must_use]
+    pub fn head(&self, kind: HeadKind) -> Option<&HeadTensor> {
+        self.heads.iter().find(|h| h.kind == kind)
+    }
+
+    /// Number of patches in the batch.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// Whether the batch is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+}
+
+/// The heads TIAToolbox returns, in its order, for a HoVer-Net-style model.
+#[must_use]
+pub(crate) fn hovernet_heads(num_types: Option<u32>, num_layers: Option<u32>) -> Vec<HeadSpec> {
+    let mut heads = vec![
+        HeadSpec::new(HeadKind::Np, 2),
+        HeadSpec::new(HeadKind::Hv, 2),
+    ];
+    if let Some(t) = num_types {
+        heads.push(HeadSpec::new(HeadKind::Tp, t));
+    }
+    if let Some(l) = num_layers {
+        heads.push(HeadSpec::new(HeadKind::Ls, l));
+    }
+    heads
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for k in [HeadKind::Np, HeadKind::Hv, HeadKind::Tp, HeadKind::Ls] {
+            assert_eq!(HeadKind::from_name(k.name()), Some(k));
+        }
+        assert_eq!(HeadKind::from_name("xx"), None);
+    }
+
+    #[test]
+    fn patch_slices() {
+        let t = HeadTensor {
+            kind: HeadKind::Hv,
+            shape: [2, 1, 2, 2],
+            data: (0..8).map(|v| v as f32).collect(),
+        };
+        assert_eq!(t.patch(1), Some(&[4.0, 5.0, 6.0, 7.0][..]));
+        assert_eq!(t.patch(2), None);
+    }
+}
