@@ -1,0 +1,38 @@
+//! The exit codes of `mtseg-pipeline`, documented in `--help` and the README.
+
+use std::process::ExitCode;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// Every slide done.
+    Ok,
+    /// An unexpected failure (e.g. an output could not be written) or an unavailable feature.
+    Internal,
+    /// Bad flags or a bad config: nothing was done.
+    Usage,
+    /// The run finished, but one or more slides failed (they are listed).
+    SlidesFailed,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(match e {
+            Exit::Ok => 0,
+            Exit::Internal => 1,
+            Exit::Usage => 2,
+            Exit::SlidesFailed => 3,
+        })
+    }
+}
+
+/// The exit-code table shown after `--help`.
+pub(crate) const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  done: every slide succeeded
+  1  unexpected failure (e.g. an output could not be written)
+  2  usage or config error (bad flag, unreadable config, unknown key, impossible shapes); nothing was done
+  3  finished, but one or more slides failed (each is listed with its error)
+
+Environment:
+  RUST_LOG  log level on stderr (default: warn), e.g. RUST_LOG=debug";

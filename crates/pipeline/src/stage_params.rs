@@ -1,0 +1,68 @@
+//! One small function per stage, turning the run config into that stage's parameters. No stage
+//! sees the whole [`RunConfig`].
+
+use mtseg_io_config::{
+    BackendChoice, Interpolation as CfgInterpolation, MaskRuleChoice, ResolutionSpec, RunConfig,
+};
+use mtseg_slide::{Backend, Interpolation, OpenOptions, Resolution};
+use mtseg_tiling::{MaskRule, PatchGridBuilder, Size2};
+
+/// How the slide crate opens each input.
+pub fn slide_open_options(cfg: &RunConfig) -> OpenOptions {
+    OpenOptions {
+        backend: match cfg.input.backend {
+            BackendChoice::Auto => Backend::Auto,
+            BackendChoice::OpenSlide => Backend::OpenSlide,
+            BackendChoice::Tiff => Backend::Tiff,
+            BackendChoice::Image => Backend::Image,
+        },
+        fallback_mpp: cfg.input.mpp,
+    }
+}
+
+/// The processing resolution.
+pub fn resolution(cfg: &RunConfig) -> Resolution {
+    match cfg.io.resolution {
+        ResolutionSpec::Mpp(v) => Resolution::Mpp(v),
+        ResolutionSpec::Power(v) => Resolution::Power(v),
+        ResolutionSpec::Baseline(v) => Resolution::Baseline(v),
+    }
+}
+
+/// The resampling choice of patch reads.
+pub fn interpolation(cfg: &RunConfig) -> Interpolation {
+    match cfg.interpolation {
+        CfgInterpolation::Optimise => Interpolation::Optimise,
+        CfgInterpolation::TiaToolbox => Interpolation::TiaToolbox,
+        CfgInterpolation::Area => Interpolation::Area,
+        CfgInterpolation::Cubic => Interpolation::Cubic,
+    }
+}
+
+/// How patches are matched against the tissue mask.
+pub fn mask_rule(cfg: &RunConfig) -> MaskRule {
+    match cfg.input.mask_rule {
+        MaskRuleChoice::Overlap => MaskRule::AnyOverlap,
+        MaskRuleChoice::TiaToolbox => MaskRule::TiaToolbox,
+    }
+}
+
+/// The patch grid over an image of `image` pixels at the processing resolution.
+pub fn patch_grid(cfg: &RunConfig, image: Size2) -> PatchGridBuilder {
+    let io = &cfg.io;
+    PatchGridBuilder::new(
+        image,
+        Size2::new(
+            u64::from(io.patch_input.width),
+            u64::from(io.patch_input.height),
+        ),
+    )
+    .patch_output(Size2::new(
+        u64::from(io.patch_output.width),
+        u64::from(io.patch_output.height),
+    ))
+    .stride(Size2::new(
+        u64::from(io.stride.width),
+        u64::from(io.stride.height),
+    ))
+}
