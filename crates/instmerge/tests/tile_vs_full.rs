@@ -5,7 +5,7 @@
 #[path = "support/canvases.rs"]
 mod canvases;
 #[allow(unreachable_pub)]
-#[path = "support/npy.rs"]
+#[path = "../../postproc/tests/support/npy.rs"]
 mod npy;
 
 use anyhow::Result;

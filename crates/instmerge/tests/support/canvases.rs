@@ -8,9 +8,15 @@ use mtseg_postproc::{HoverNetTargets, NucleusInstance, render_hovernet_targets};
 
 use crate::npy;
 
+/// `mtseg-postproc`'s `tests/fixtures` folder (the hgsc_nest masks live there, once); its npy
+/// reader is shared too (`#[path]` in each test file).
+pub fn postproc_fixtures_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../postproc/tests/fixtures")
+}
+
 /// The histolytics `hgsc_nest` masks (1500 x 1500, 1294 nuclei) rendered as HoVer-Net outputs.
 pub fn hgsc_nest() -> Result<(HoverNetTargets, Vec<i32>)> {
-    let dir = npy::postproc_fixtures_dir();
+    let dir = postproc_fixtures_dir();
     let mask = npy::read(&dir.join("hgsc_nest_inst_mask_u16.npy.gz"))?;
     let (h, w) = (mask.shape[0], mask.shape[1]);
     let labels: Vec<i32> = mask.to_i64().into_iter().map(|v| v as i32).collect();
