@@ -386,11 +386,11 @@ impl CanvasPlan {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// TIAToolbox's `get_coordinates` output boxes (row-major).
-    fn grid(width: i64, height: i64, out: i64, stride: i64) -> Vec<[i64; 4]> {
+    /// TIAToolbox's `get_coordinates` output boxes (row-major); shared with the stitcher's tests.
+    pub(crate) fn grid(width: i64, height: i64, out: i64, stride: i64) -> Vec<[i64; 4]> {
         let xs: Vec<i64> = (0..(width + stride - 1) / stride)
             .map(|i| i * stride)
             .collect();

@@ -463,19 +463,8 @@ impl Stitcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::canvas_plan::tests::grid;
     use crate::patch_prediction::HeadBlock;
-
-    fn grid(width: i64, height: i64, out: i64, stride: i64) -> Vec<[i64; 4]> {
-        let xs: Vec<i64> = (0..(width + stride - 1) / stride)
-            .map(|i| i * stride)
-            .collect();
-        let ys: Vec<i64> = (0..(height + stride - 1) / stride)
-            .map(|i| i * stride)
-            .collect();
-        ys.iter()
-            .flat_map(|&y| xs.iter().map(move |&x| [x, y, x + out, y + out]))
-            .collect()
-    }
 
     fn params(boxes: &[[i64; 4]], sel: &[usize], size: [u64; 2], out: usize) -> StitchParams {
         let plan = CanvasPlan::new(boxes, sel, size).unwrap();
