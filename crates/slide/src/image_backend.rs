@@ -52,14 +52,7 @@ impl ImageSlide {
             // Composite over white, as TIAToolbox's background_composite.
             let rgba = decoded.to_rgba8();
             let (w, h) = rgba.dimensions();
-            let data = rgba
-                .pixels()
-                .flat_map(|p| {
-                    let a = u32::from(p[3]);
-                    let c = |v: u8| ((u32::from(v) * a + 255 * (255 - a) + 127) / 255) as u8;
-                    [c(p[0]), c(p[1]), c(p[2])]
-                })
-                .collect();
+            let data = crate::pixel_formats::rgba_over_white(rgba.as_raw());
             RgbImage::from_raw(w, h, data).expect("w * h * 3 bytes")
         } else {
             decoded.to_rgb8()

@@ -45,6 +45,7 @@ mod image_backend;
 mod open_slide;
 #[cfg(feature = "openslide")]
 mod openslide_backend;
+mod pixel_formats;
 #[cfg(feature = "test-utils")]
 pub mod reader_suite;
 mod resample;

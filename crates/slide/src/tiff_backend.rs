@@ -484,14 +484,9 @@ impl TiffSlide {
         let px = (w * h) as usize;
         let rgb = match color {
             ColorType::RGB(8) if raw.len() >= px * 3 => raw[..px * 3].to_vec(),
-            ColorType::RGBA(8) if raw.len() >= px * 4 => raw[..px * 4]
-                .chunks_exact(4)
-                .flat_map(|p| {
-                    let a = u32::from(p[3]);
-                    let c = |v: u8| ((u32::from(v) * a + 255 * (255 - a) + 127) / 255) as u8;
-                    [c(p[0]), c(p[1]), c(p[2])]
-                })
-                .collect(),
+            ColorType::RGBA(8) if raw.len() >= px * 4 => {
+                crate::pixel_formats::rgba_over_white(&raw[..px * 4])
+            }
             ColorType::Gray(8) if raw.len() >= px => {
                 raw[..px].iter().flat_map(|&g| [g, g, g]).collect()
             }
