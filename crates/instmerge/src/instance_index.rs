@@ -71,6 +71,11 @@ impl<T> PendingIndex<T> {
         self.order.first().map(|(k, _)| k)
     }
 
+    /// The smallest box top among pending instances.
+    pub(crate) fn min_top(&self) -> Option<i64> {
+        (self.tree.size() > 0).then(|| self.tree.root().envelope().lower()[1])
+    }
+
     /// Adds an instance (`p.waits > 0`).
     pub(crate) fn insert(&mut self, p: Pending<T>) {
         let slot = self.next_slot;

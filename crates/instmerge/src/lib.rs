@@ -121,11 +121,13 @@ mod cross_lines;
 mod instance_index;
 mod margin_rules;
 mod merge_errors;
+mod streaming_tile_mode;
 mod tiatoolbox_compat;
 mod tile_merge;
 mod tile_mode;
 
 pub use merge_errors::MergeError;
+pub use streaming_tile_mode::{RowChunk, StreamedInstances, StreamingTileMode};
 pub use tiatoolbox_compat::TiaToolboxCompat;
 pub use tile_merge::{MergeItem, MergeStats, MergedItem, TileMerger};
 pub use tile_mode::{CanvasInstances, CanvasMaps, TileModeParams, full_canvas_mode, tile_mode};

@@ -62,7 +62,22 @@ pub enum MergeError {
         /// The margin given.
         margin: u64,
     },
-    /// The tile size is 0.
+    /// Rows given to the streaming driver out of order, or maps of the wrong length.
+    #[error(
+        "canvas rows out of order: expected row {expected}, got {rows} rows from row {got} \
+         (canvas height {height}), or a map of the wrong length"
+    )]
+    RowsOutOfOrder {
+        /// The next row expected.
+        expected: usize,
+        /// The first row given.
+        got: usize,
+        /// Rows given.
+        rows: usize,
+        /// Canvas height.
+        height: usize,
+    },
+    /// The post-processing tile size is zero.
     #[error("the post-processing tile size must be at least 1 px")]
     ZeroTile,
     /// A canvas buffer of the wrong length.

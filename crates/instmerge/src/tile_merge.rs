@@ -221,6 +221,23 @@ impl<T: MergeItem> TileMerger<T> {
         self.unarrived_tops.is_empty()
     }
 
+    /// The first canvas row that an instance not yet handed out by
+    /// [`drain_final`](Self::drain_final) may touch: the smallest of the tops of the tiles still
+    /// to come and the box tops of the instances held. Rows above it are final for every output
+    /// (e.g. a dense instance map can be written up to it). `None` when nothing can come any more.
+    pub fn first_open_row(&self) -> Option<i64> {
+        let unarrived = self.unarrived_tops.first().map(|&(top, _)| top);
+        let ready = self
+            .ready
+            .values()
+            .map(|(_, item)| i64::from(item.merge_box()[1]))
+            .min();
+        [unarrived, self.pending.min_top(), ready]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     /// Merges the instances of the tile at `tile_index` (canvas coordinates, in the order
     /// post-processing gave them): drops those its own margin rules remove and those a later
     /// cross tile (already in, with instances) removes; a cross also removes the earlier

@@ -108,9 +108,11 @@ fn clip(bounds: [i64; 4], width: usize, height: usize) -> [usize; 4] {
     ]
 }
 
-/// One tile's maps, copied out of the canvas.
-struct TileMaps {
+/// One tile's maps, copied out of the canvas (or out of a window of its rows).
+pub(crate) struct TileMaps {
     region: [usize; 4],
+    /// Rows above the canvas the maps were cropped from (a window's first row).
+    y_shift: usize,
     np: Vec<f32>,
     hv: Vec<f32>,
     tp: Option<Vec<f32>>,
@@ -118,7 +120,7 @@ struct TileMaps {
 }
 
 impl TileMaps {
-    fn crop(canvas: &CanvasMaps<'_>, bounds: [i64; 4]) -> Self {
+    pub(crate) fn crop(canvas: &CanvasMaps<'_>, bounds: [i64; 4]) -> Self {
         let region = clip(bounds, canvas.width, canvas.height);
         let [x0, y0, x1, y1] = region;
         let w = canvas.width;
@@ -130,11 +132,17 @@ impl TileMaps {
         };
         Self {
             region,
+            y_shift: 0,
             np: rows(canvas.np, 1),
             hv: rows(canvas.hv, 2),
             tp: canvas.tp.map(|m| rows(m, 1)),
             ls: canvas.ls.map(|m| rows(m, 1)),
         }
+    }
+
+    /// Marks the maps as cropped from a window whose first row is canvas row `y`.
+    pub(crate) fn shift_y(&mut self, y: usize) {
+        self.y_shift = y;
     }
 
     fn is_empty(&self) -> bool {
@@ -154,8 +162,61 @@ impl TileMaps {
     }
 
     fn offset(&self) -> [i32; 2] {
-        [self.region[0] as i32, self.region[1] as i32]
+        [
+            self.region[0] as i32,
+            (self.region[1] + self.y_shift) as i32,
+        ]
     }
+}
+
+/// Post-processes the cropped `maps` of the tiles `part` (indices into `tiles`) on the rayon
+/// pool: per tile its nuclei and, when `layers`, its layer polygons, in canvas coordinates.
+pub(crate) fn process_tile_chunk(
+    maps: &[TileMaps],
+    part: &[usize],
+    tiles: &[PostprocTile],
+    np_hv: &NpHvParams,
+    layers: bool,
+) -> Result<Vec<(Vec<NucleusInstance>, Vec<LayerRegion>)>, MergeError> {
+    let postproc_err = |k: usize| {
+        let bounds = tiles[part[k]].bounds;
+        move |source| MergeError::Postproc { bounds, source }
+    };
+    let mut inputs = Vec::new();
+    let mut slot = Vec::new();
+    for (k, m) in maps.iter().enumerate() {
+        if !m.is_empty() {
+            slot.push(k);
+            inputs.push(TileInput {
+                view: m.view().map_err(postproc_err(k))?,
+                offset: m.offset(),
+            });
+        }
+    }
+    let mut outs: Vec<(Vec<NucleusInstance>, Vec<LayerRegion>)> =
+        vec![(Vec::new(), Vec::new()); part.len()];
+    for (k, r) in slot.iter().zip(postproc_tiles_checked(&inputs, np_hv)) {
+        outs[*k].0 = r.map_err(postproc_err(*k))?.instances;
+    }
+    if layers {
+        let regions: Vec<Result<Vec<LayerRegion>, MergeError>> = maps
+            .par_iter()
+            .enumerate()
+            .map(|(k, m)| {
+                if m.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let v = m.view().map_err(postproc_err(k))?;
+                Ok(postprocess_layers(&v, m.offset())
+                    .map_err(postproc_err(k))?
+                    .regions)
+            })
+            .collect();
+        for (out, r) in outs.iter_mut().zip(regions) {
+            out.1 = r?;
+        }
+    }
+    Ok(outs)
 }
 
 /// Post-processes `tiles` of `canvas` in chunks of a few tiles per rayon thread and merges them.
@@ -174,59 +235,29 @@ fn run_tiles(
     let mut layers = Vec::new();
     let chunk = (2 * rayon::current_num_threads()).max(1);
     let indices: Vec<usize> = (0..tiles.len()).collect();
+    let with_layers = canvas.ls.is_some();
     for part in indices.chunks(chunk) {
         // memory: one chunk of tile copies at a time
         let maps: Vec<TileMaps> = part
             .par_iter()
             .map(|&i| TileMaps::crop(canvas, tiles[i].bounds))
             .collect();
-        let postproc_err = |i: usize| {
-            let bounds = tiles[part[i]].bounds;
-            move |source| MergeError::Postproc { bounds, source }
-        };
-        let mut inputs = Vec::new();
-        let mut slot = Vec::new();
-        for (k, m) in maps.iter().enumerate() {
-            if !m.is_empty() {
-                slot.push(k);
-                inputs.push(TileInput {
-                    view: m.view().map_err(postproc_err(k))?,
-                    offset: m.offset(),
-                });
-            }
-        }
-        let mut outs: Vec<Vec<NucleusInstance>> = vec![Vec::new(); part.len()];
-        for (k, r) in slot.iter().zip(postproc_tiles_checked(&inputs, np_hv)) {
-            outs[*k] = r.map_err(postproc_err(*k))?.instances;
-        }
-        for (&i, inst) in part.iter().zip(outs) {
+        let outs = process_tile_chunk(&maps, part, &tiles, np_hv, with_layers)?;
+        for (&i, (inst, regions)) in part.iter().zip(outs) {
             nuclei_merger.push(i, inst)?;
+            if with_layers {
+                layer_merger.push(i, regions)?;
+            }
         }
         nuclei.extend(nuclei_merger.drain_final());
-        if canvas.ls.is_some() {
-            let regions: Vec<Result<Vec<LayerRegion>, MergeError>> = maps
-                .par_iter()
-                .enumerate()
-                .map(|(k, m)| {
-                    if m.is_empty() {
-                        return Ok(Vec::new());
-                    }
-                    let v = m.view().map_err(postproc_err(k))?;
-                    Ok(postprocess_layers(&v, m.offset())
-                        .map_err(postproc_err(k))?
-                        .regions)
-                })
-                .collect();
-            for (&i, r) in part.iter().zip(regions) {
-                layer_merger.push(i, r?)?;
-            }
+        if with_layers {
             layers.extend(layer_merger.drain_final());
         }
     }
     let nuclei_stats = nuclei_merger.stats();
     nuclei.extend(nuclei_merger.finish()?);
     let mut layer_stats = MergeStats::default();
-    if canvas.ls.is_some() {
+    if with_layers {
         layer_stats = layer_merger.stats();
         layers.extend(layer_merger.finish()?);
     }
