@@ -169,6 +169,9 @@ impl TileMaps {
     }
 }
 
+/// One tile's nuclei and layer polygons.
+pub(crate) type TileInstances = (Vec<NucleusInstance>, Vec<LayerRegion>);
+
 /// Post-processes the cropped `maps` of the tiles `part` (indices into `tiles`) on the rayon
 /// pool: per tile its nuclei and, when `layers`, its layer polygons, in canvas coordinates.
 pub(crate) fn process_tile_chunk(
@@ -177,7 +180,7 @@ pub(crate) fn process_tile_chunk(
     tiles: &[PostprocTile],
     np_hv: &NpHvParams,
     layers: bool,
-) -> Result<Vec<(Vec<NucleusInstance>, Vec<LayerRegion>)>, MergeError> {
+) -> Result<Vec<TileInstances>, MergeError> {
     let postproc_err = |k: usize| {
         let bounds = tiles[part[k]].bounds;
         move |source| MergeError::Postproc { bounds, source }
@@ -193,8 +196,7 @@ pub(crate) fn process_tile_chunk(
             });
         }
     }
-    let mut outs: Vec<(Vec<NucleusInstance>, Vec<LayerRegion>)> =
-        vec![(Vec::new(), Vec::new()); part.len()];
+    let mut outs: Vec<TileInstances> = vec![(Vec::new(), Vec::new()); part.len()];
     for (k, r) in slot.iter().zip(postproc_tiles_checked(&inputs, np_hv)) {
         outs[*k].0 = r.map_err(postproc_err(*k))?.instances;
     }
