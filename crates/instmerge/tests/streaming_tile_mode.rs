@@ -1,7 +1,7 @@
 //! The streaming driver gives exactly the instances and ids of `tile_mode` on the whole canvas,
 //! whatever the row chunking, and never hands out an instance above a row it declared final.
 
-#[allow(unreachable_pub, dead_code)]
+#[allow(unreachable_pub)]
 #[path = "support/canvases.rs"]
 mod canvases;
 #[allow(unreachable_pub)]
