@@ -23,11 +23,29 @@
 //! Nothing yet beyond what the stage crates log.
 #![forbid(unsafe_code)]
 
+mod engine;
+mod model_params;
 mod output_names;
+mod output_spec;
+mod patch_run;
 mod pipeline_errors;
+mod progress_events;
 mod run_plan;
+mod slide_output;
 pub mod stage_params;
+mod wsi_run;
 
+#[cfg(feature = "torch")]
+pub use engine::TorchModelProvider;
+pub use engine::{Engine, ModelFactory, ModelProvider, RunSummary, SlideModelContext, error_chain};
+pub use model_params::{ModelConfigError, architecture, device, model_params, np_hv_params};
 pub use output_names::{output_paths, slide_stem, tasks};
-pub use pipeline_errors::SlideError;
+pub use output_spec::{check_outputs_writable, provenance, slide_output_spec, tagged_output_paths};
+pub use pipeline_errors::{RunError, SlideError};
+pub use progress_events::{
+    NoProgress, ProgressEvent, ProgressSink, SlideSummary, StageTimes, peak_rss_bytes,
+};
 pub use run_plan::{PlannedOutput, PostprocPlan, SlidePlan, plan_slide, tissue_mask};
+pub use slide_output::{
+    CollectedSlide, MemoryOutputs, OutputError, OutputProvider, SlideOutput, SlideOutputSpec,
+};

@@ -54,4 +54,106 @@ pub enum SlideError {
         /// The model's input height.
         want_height: u64,
     },
+    /// The processing resolution cannot be applied to the slide.
+    #[error("slide {slide}: {reason}")]
+    Resolution {
+        /// The slide.
+        slide: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The model could not be loaded.
+    #[error("slide {slide}: loading the model: {source}")]
+    Model {
+        /// The slide.
+        slide: PathBuf,
+        /// Why.
+        source: Box<mtseg_infer::LoadError>,
+    },
+    /// A forward failed.
+    #[error("slide {slide}: inference: {source}")]
+    Infer {
+        /// The slide.
+        slide: PathBuf,
+        /// Why.
+        source: Box<mtseg_infer::InferError>,
+    },
+    /// Stitching failed (memory budget, inconsistent patches, probability store).
+    #[error("slide {slide}: stitching: {source}")]
+    Stitch {
+        /// The slide.
+        slide: PathBuf,
+        /// Why.
+        source: Box<mtseg_stitch::StitchError>,
+    },
+    /// Post-processing or the cross-tile merge failed.
+    #[error("slide {slide}: post-processing: {source}")]
+    Merge {
+        /// The slide.
+        slide: PathBuf,
+        /// Why.
+        source: Box<mtseg_instmerge::MergeError>,
+    },
+    /// Writing an output failed; nothing is left under a final name.
+    #[error("slide {slide}: writing outputs: {source}")]
+    Output {
+        /// The slide.
+        slide: PathBuf,
+        /// Why (names the file).
+        source: crate::slide_output::OutputError,
+    },
+    /// The run was cancelled (Ctrl-C); the slide's temporary outputs were removed.
+    #[error("slide {slide}: cancelled")]
+    Cancelled {
+        /// The slide.
+        slide: PathBuf,
+    },
+    /// A stage stopped because another one failed (never the error reported when the other
+    /// one's error is known).
+    #[error("a stage stopped because another one failed")]
+    Interrupted,
+    /// A stage's thread panicked (a bug).
+    #[error("slide {slide}: the {stage} thread panicked (a bug; please report it)")]
+    Panicked {
+        /// The slide.
+        slide: PathBuf,
+        /// The stage.
+        stage: String,
+    },
+}
+
+/// What stops a whole run before any slide is processed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// Outputs exist and `[output] overwrite` is false.
+    #[error(
+        "{} output(s) already exist, e.g. {}; set [output] overwrite = true (or pass --overwrite) \
+         to replace them, or choose another [output] dir",
+        existing.len(),
+        existing.iter().take(3).map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    OutputsExist {
+        /// The existing outputs.
+        existing: Vec<PathBuf>,
+    },
+    /// The output directory cannot be created or written.
+    #[error("output directory {dir}: {source}")]
+    OutputDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The weights file cannot be read.
+    #[error("[model] weights {path}: {source}")]
+    Weights {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The `[model]` table does not describe a loadable model.
+    #[error(transparent)]
+    ModelConfig(#[from] crate::model_params::ModelConfigError),
 }

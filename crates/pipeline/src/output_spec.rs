@@ -1,0 +1,149 @@
+//! What the outputs of a slide need to know (paths, scale to baseline, classes, provenance),
+//! and the checks made before any work starts.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use mtseg_io_config::{OutputFormat, RunConfig};
+use mtseg_slide::SlideReader;
+use sha2::{Digest, Sha256};
+
+use crate::output_names::{output_paths, slide_stem, tasks};
+use crate::pipeline_errors::{RunError, SlideError};
+use crate::slide_output::SlideOutputSpec;
+use crate::stage_params;
+
+/// `(task, format, path)` of every output of `slide`, in [`output_paths`] order.
+pub fn tagged_output_paths(cfg: &RunConfig, slide: &Path) -> Vec<(String, OutputFormat, PathBuf)> {
+    let paths = output_paths(cfg, slide);
+    let tasks = tasks(&cfg.model.architecture);
+    let mut tagged = Vec::with_capacity(paths.len());
+    let mut it = paths.into_iter();
+    for &format in &cfg.output.formats {
+        if format == OutputFormat::Zarr {
+            if let Some(p) = it.next() {
+                tagged.push(("all".to_string(), format, p));
+            }
+            continue;
+        }
+        for t in &tasks {
+            if let Some(p) = it.next() {
+                tagged.push(((*t).to_string(), format, p));
+            }
+        }
+    }
+    tagged
+}
+
+/// Before any work: without `overwrite`, no output of any slide may exist; the output
+/// directory must exist or be creatable, and be writable.
+///
+/// # Errors
+/// [`RunError::OutputsExist`] listing the first existing outputs; [`RunError::OutputDir`].
+pub fn check_outputs_writable(cfg: &RunConfig) -> Result<(), RunError> {
+    let dir = &cfg.output.dir;
+    if !cfg.output.overwrite {
+        let existing: Vec<PathBuf> = cfg
+            .input
+            .slides
+            .iter()
+            .flat_map(|s| output_paths(cfg, s))
+            .filter(|p| p.exists())
+            .collect();
+        if !existing.is_empty() {
+            return Err(RunError::OutputsExist { existing });
+        }
+    }
+    let dir_err = |source| RunError::OutputDir {
+        dir: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(dir_err)?;
+    let probe = dir.join(format!(".mtseg-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(dir_err)?;
+    std::fs::remove_file(&probe).map_err(dir_err)?;
+    Ok(())
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// Provenance stored with every output: the config file and model file hashes, the versions.
+///
+/// # Errors
+/// [`RunError::Weights`] when the configured weights file cannot be read.
+pub fn provenance(cfg: &RunConfig) -> Result<serde_json::Value, RunError> {
+    let config_sha256 = sha256_file(&cfg.path).ok();
+    let model_sha256 = match &cfg.model.weights {
+        Some(w) => Some(sha256_file(w).map_err(|source| RunError::Weights {
+            path: w.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    Ok(serde_json::json!({
+        "software": "mtseg-pipeline",
+        "version": env!("CARGO_PKG_VERSION"),
+        "config": cfg.path.display().to_string(),
+        "config_sha256": config_sha256,
+        "model": cfg.model.preset.clone().unwrap_or_else(|| cfg.model.architecture.name().to_string()),
+        "weights": cfg.model.weights.as_ref().map(|w| w.display().to_string()),
+        "weights_sha256": model_sha256,
+        "resolution": format!("{:?}", cfg.io.resolution),
+        "patch_input": [cfg.io.patch_input.width, cfg.io.patch_input.height],
+        "patch_output": [cfg.io.patch_output.width, cfg.io.patch_output.height],
+        "stride": [cfg.io.stride.width, cfg.io.stride.height],
+        "tile_shape": [cfg.io.tile_shape.width, cfg.io.tile_shape.height],
+        "margin": cfg.io.margin,
+    }))
+}
+
+/// The output spec of one opened slide (WSI mode).
+///
+/// # Errors
+/// [`SlideError::Read`] when the processing resolution cannot be applied to the slide.
+pub fn slide_output_spec(
+    cfg: &RunConfig,
+    slide: &dyn SlideReader,
+    provenance: &serde_json::Value,
+) -> Result<SlideOutputSpec, SlideError> {
+    let res = stage_params::resolution(cfg);
+    let (w, h) = slide.dimensions_at(res)?;
+    let info = slide.info();
+    let scale = info
+        .baseline_scale(res)
+        .map_err(|reason| SlideError::Resolution {
+            slide: slide.path().to_path_buf(),
+            reason,
+        })?;
+    let scale_factor = [1.0 / scale[0], 1.0 / scale[1]];
+    Ok(SlideOutputSpec {
+        slide: slide.path().to_path_buf(),
+        stem: slide_stem(slide.path()),
+        paths: tagged_output_paths(cfg, slide.path()),
+        overwrite: cfg.output.overwrite,
+        gzip_geojson: cfg.output.gzip_geojson,
+        scale_factor,
+        processing_size: [w, h],
+        processing_mpp: info
+            .mpp
+            .map(|m| [m[0] * scale_factor[0], m[1] * scale_factor[1]]),
+        baseline_mpp: info.mpp,
+        nuclei_classes: cfg.model.nuclei_classes.clone(),
+        layer_classes: cfg.model.layer_classes.clone(),
+        save_maps: cfg.output.save_predictions,
+        save_probabilities: cfg.output.save_probabilities,
+        provenance: provenance.clone(),
+    })
+}
