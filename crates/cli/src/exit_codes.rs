@@ -13,6 +13,8 @@ pub(crate) enum Exit {
     Usage,
     /// The run finished, but one or more slides failed (they are listed).
     SlidesFailed,
+    /// Stopped by Ctrl-C; the slide in progress left no output.
+    Interrupted,
 }
 
 impl From<Exit> for ExitCode {
@@ -22,6 +24,7 @@ impl From<Exit> for ExitCode {
             Exit::Internal => 1,
             Exit::Usage => 2,
             Exit::SlidesFailed => 3,
+            Exit::Interrupted => 130,
         })
     }
 }
@@ -33,6 +36,7 @@ Exit codes:
   1  unexpected failure (e.g. an output could not be written)
   2  usage or config error (bad flag, unreadable config, unknown key, impossible shapes); nothing was done
   3  finished, but one or more slides failed (each is listed with its error)
+  130  interrupted (Ctrl-C): the slide in progress left no file under a final name
 
 Environment:
   RUST_LOG  log level on stderr (default: warn), e.g. RUST_LOG=debug";

@@ -5,6 +5,8 @@
 
 mod dry_run_report;
 mod exit_codes;
+mod progress_display;
+mod run_report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +15,7 @@ use clap::Parser;
 use mtseg_io_config::RunConfig;
 
 use crate::exit_codes::{EXIT_CODES_HELP, Exit};
+use crate::progress_display::ProgressMode;
 
 /// Segment and classify every cell nucleus in whole-slide images (HoVer-Net, HoVer-Net+, or a
 /// TorchScript model with HoVer-Net's heads), as TIAToolbox's MultiTaskSegmentor does.
@@ -29,6 +32,20 @@ struct Args {
     /// files a run would write. Runs no model and writes nothing.
     #[arg(long)]
     dry_run: bool,
+
+    /// Replace existing outputs (as `[output] overwrite = true`). Without it, an existing output
+    /// is an error before any work starts.
+    #[arg(long)]
+    overwrite: bool,
+
+    /// Run the model here instead of `[model] device`: "cpu", "auto", "cuda" or "cuda:N".
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<String>,
+
+    /// How progress is shown on stderr: bars on a terminal and log lines otherwise (auto), or
+    /// JSON lines, one event per line (json; schema in the README).
+    #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
+    progress: ProgressMode,
 }
 
 fn main() -> ExitCode {
@@ -45,20 +62,32 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
-    let cfg = match RunConfig::from_file(&args.config) {
+    let mut cfg = match RunConfig::from_file(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return Exit::Usage.into();
         }
     };
+    if args.overwrite {
+        cfg.output.overwrite = true;
+    }
+    let device = match args
+        .device
+        .as_deref()
+        .map(str::parse::<mtseg_infer::Device>)
+    {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => {
+            eprintln!("error: --device: {e}");
+            return Exit::Usage.into();
+        }
+    };
     if args.dry_run {
         return dry_run_report::run(&cfg).into();
     }
-    eprintln!(
-        "error: this build of mtseg-pipeline can only plan runs (--dry-run); running the model is not available yet"
-    );
-    Exit::Internal.into()
+    run_report::run(&cfg, device, args.progress).into()
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default level (warnings).
@@ -68,5 +97,6 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 mod engine;
+mod export_outputs;
 mod model_params;
 mod output_names;
 mod output_spec;
@@ -38,6 +39,7 @@ mod wsi_run;
 #[cfg(feature = "torch")]
 pub use engine::TorchModelProvider;
 pub use engine::{Engine, ModelFactory, ModelProvider, RunSummary, SlideModelContext, error_chain};
+pub use export_outputs::{ExportOutputs, export_spec};
 pub use model_params::{ModelConfigError, architecture, device, model_params, np_hv_params};
 pub use output_names::{output_paths, slide_stem, tasks};
 pub use output_spec::{check_outputs_writable, provenance, slide_output_spec, tagged_output_paths};

@@ -75,12 +75,6 @@ pub trait SlideOutput: Send {
 
 /// Makes the outputs of each slide.
 pub trait OutputProvider: Send + Sync {
-    /// Checks, before any work, that the outputs of `spec` can be written (an existing output
-    /// without overwrite, a missing or read-only directory are errors).
-    ///
-    /// # Errors
-    /// Why not, naming the path.
-    fn check(&self, spec: &SlideOutputSpec) -> Result<(), OutputError>;
     /// Opens the outputs of one slide (under temporary names).
     ///
     /// # Errors
@@ -158,9 +152,6 @@ impl SlideOutput for MemoryOutput {
 }
 
 impl OutputProvider for MemoryOutputs {
-    fn check(&self, _: &SlideOutputSpec) -> Result<(), OutputError> {
-        Ok(())
-    }
     fn create(&self, spec: &SlideOutputSpec) -> Result<Box<dyn SlideOutput>, OutputError> {
         let mut slides = self
             .slides

@@ -405,12 +405,14 @@ pub(crate) fn run_wsi_slide(job: SlideJob<'_>) -> Result<SlideSummary, SlideErro
             hand_out(got, &mut nuclei_written, &mut layers_written)?;
             postproc_busy += t.elapsed();
             tiles_done += done;
-            job.progress.event(&ProgressEvent::TilesDone {
-                slide: job.index,
-                done: tiles_done,
-                total: tiles_total,
-                nuclei: nuclei_written,
-            });
+            if done > 0 || tiles_total == 0 {
+                job.progress.event(&ProgressEvent::TilesDone {
+                    slide: job.index,
+                    done: tiles_done,
+                    total: tiles_total,
+                    nuclei: nuclei_written,
+                });
+            }
             Ok(())
         })();
         drop(rows_rx);

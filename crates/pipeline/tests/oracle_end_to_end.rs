@@ -13,7 +13,9 @@ use mtseg_pipeline::{
     Engine, MemoryOutputs, ModelFactory, ModelProvider, NoProgress, ProgressEvent, ProgressSink,
     SlideModelContext,
 };
-use mtseg_test_models::{LabelSource, OracleModel, RasterLabels, match_instances};
+use mtseg_test_models::{
+    LabelSource, OracleModel, RasterLabels, match_instances, rasterise_contours,
+};
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data")
@@ -54,41 +56,6 @@ fn config(dir: &Path, slides: &[PathBuf], extra: &str) -> Result<RunConfig> {
     let path = dir.join("run.toml");
     std::fs::write(&path, &text)?;
     Ok(RunConfig::from_file(&path)?)
-}
-
-/// Fills each nucleus contour (border pixel centres) into a label raster: scanline even-odd on
-/// pixel centres plus the border pixels themselves.
-fn rasterise(nuclei: &[(u64, Vec<[i32; 2]>)], w: usize, h: usize) -> Vec<i32> {
-    let mut out = vec![0i32; w * h];
-    for (id, c) in nuclei {
-        let ymin = c.iter().map(|p| p[1]).min().unwrap_or(0).max(0);
-        let ymax = c.iter().map(|p| p[1]).max().unwrap_or(-1).min(h as i32 - 1);
-        for y in ymin..=ymax {
-            let fy = f64::from(y);
-            let mut xs = Vec::new();
-            for k in 0..c.len() {
-                let (a, b) = (c[k], c[(k + 1) % c.len()]);
-                let (ya, yb) = (f64::from(a[1]), f64::from(b[1]));
-                if (ya <= fy && fy < yb) || (yb <= fy && fy < ya) {
-                    xs.push(f64::from(a[0]) + (fy - ya) / (yb - ya) * f64::from(b[0] - a[0]));
-                }
-            }
-            xs.sort_by(f64::total_cmp);
-            for pair in xs.chunks(2) {
-                if let [x0, x1] = pair {
-                    for x in (x0.ceil() as i32).max(0)..=(x1.floor() as i32).min(w as i32 - 1) {
-                        out[y as usize * w + x as usize] = *id as i32;
-                    }
-                }
-            }
-        }
-        for p in c {
-            if p[0] >= 0 && p[1] >= 0 && (p[0] as usize) < w && (p[1] as usize) < h {
-                out[p[1] as usize * w + p[0] as usize] = *id as i32;
-            }
-        }
-    }
-    out
 }
 
 #[derive(Default)]
@@ -133,7 +100,7 @@ fn oracle_nuclei_come_back_in_tile_mode_for_any_capacity() -> Result<()> {
             .iter()
             .map(|n| (n.id, n.item.contour.clone()))
             .collect();
-        let pred = rasterise(&nuclei, truth.width(), truth.height());
+        let pred = rasterise_contours(&nuclei, truth.width(), truth.height());
         let m = match_instances(truth.labels(), &pred, truth.width(), truth.height(), 0.5);
         println!(
             "capacity {capacity} batch {batch}: {} nuclei, F1 {:.4} (tp {} fp {} fn {}), {tiles} tiles, stages {:?}",

@@ -80,7 +80,7 @@ mod oracle_model;
 mod raster_labels;
 mod test_models_errors;
 
-pub use instance_matching::{MatchStats, aji, aji_plus, match_instances};
+pub use instance_matching::{MatchStats, aji, aji_plus, match_instances, rasterise_contours};
 pub use label_source::LabelSource;
 pub use mosaic_labels::MosaicLabels;
 pub use oracle_model::{OracleCounters, OracleModel, OracleModelBuilder, grid_origins};

@@ -1,0 +1,556 @@
+//! [`SlideExporter`]: one slide's records in, every configured file out.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::annotation_keys::annotation_key;
+use crate::annotation_store::AnnotationStoreWriter;
+use crate::atomic_file::size_on_disk;
+use crate::class_colours::class_colour;
+use crate::export_errors::ExportError;
+use crate::export_records::{Format, LayerRecord, NucleusRecord, Task};
+use crate::export_spec::{ExportSummary, FileSummary, SlideExportSpec, check_outputs};
+use crate::polygon_geometry::{Repair, ValidGeometry};
+use crate::python_json::to_python_json;
+use crate::qupath_geojson::{FeatureProperties, GeojsonWriter};
+use crate::zarr_label_map::ZarrOutputLayout;
+use crate::zarr_output::ZarrOutput;
+
+/// Writes one slide's nuclei and layers to every configured format.
+///
+/// Created with [`SlideExporter::create`] (everything goes to temporary names next to the final
+/// paths), fed with [`write_nuclei`](Self::write_nuclei) / [`write_layers`](Self::write_layers)
+/// and [`rows_final`](Self::rows_final), closed with [`finish`](Self::finish), which renames
+/// the files into place. Dropped without `finish` (an error upstream, a panic), it removes every
+/// temporary file and directory: nothing ever appears under a final name half-written.
+///
+/// It is the single writer of each of its files; records are written in the order they arrive.
+#[derive(Debug)]
+pub struct SlideExporter {
+    spec: SlideExportSpec,
+    stores: Vec<(Task, AnnotationStoreWriter)>,
+    geojsons: Vec<(Task, GeojsonWriter)>,
+    zarrs: Vec<ZarrOutput>,
+    last_nucleus: Option<u64>,
+    last_layer: Option<u64>,
+    nuclei: u64,
+    layers: u64,
+    final_row: u64,
+    split_polygons: u64,
+    pixel_square_polygons: u64,
+    /// Test hook: fail the record after this many records (nuclei and layers).
+    #[cfg(test)]
+    pub(crate) fail_after: Option<u64>,
+}
+
+/// `.db` properties of a nucleus, in TIAToolbox's key order.
+#[derive(Serialize)]
+struct NucleusProperties<'a> {
+    #[serde(rename = "box")]
+    bbox: [i32; 4],
+    centroid: [f64; 2],
+    prob: Option<f64>,
+    #[serde(rename = "type")]
+    class: ClassValue<'a>,
+}
+
+/// `.db` properties of a layer polygon.
+#[derive(Serialize)]
+struct LayerProperties<'a> {
+    #[serde(rename = "box")]
+    bbox: [i32; 4],
+    #[serde(rename = "type")]
+    class: ClassValue<'a>,
+}
+
+/// A class name, a class id without a name, or no class (`null`).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ClassValue<'a> {
+    Name(&'a str),
+    Id(u32),
+    Missing,
+}
+
+fn class_value(classes: &[String], id: Option<u32>) -> ClassValue<'_> {
+    match id {
+        None => ClassValue::Missing,
+        Some(id) => classes
+            .get(id as usize)
+            .map_or(ClassValue::Id(id), |name| ClassValue::Name(name)),
+    }
+}
+
+/// QuPath classification `(name, colour)` of class `id`.
+fn classification(classes: &[String], id: u32) -> (Cow<'_, str>, [u8; 3]) {
+    let name = classes
+        .get(id as usize)
+        .map_or_else(|| Cow::Owned(id.to_string()), |n| Cow::Borrowed(n.as_str()));
+    (name, class_colour(id, classes.len()))
+}
+
+impl SlideExporter {
+    /// Check the outputs ([`check_outputs`]) and create every output under its temporary name,
+    /// with the default Zarr layout.
+    ///
+    /// # Errors
+    /// Those of [`check_outputs`]; file-system, SQLite and Zarr errors creating the temporary
+    /// outputs (with their path). On error nothing is left behind.
+    pub fn create(spec: SlideExportSpec) -> Result<Self, ExportError> {
+        Self::create_with_layout(spec, ZarrOutputLayout::default())
+    }
+
+    /// As [`create`](Self::create), with the Zarr chunking and compression given.
+    ///
+    /// # Errors
+    /// As [`create`](Self::create).
+    pub fn create_with_layout(
+        spec: SlideExportSpec,
+        layout: ZarrOutputLayout,
+    ) -> Result<Self, ExportError> {
+        check_outputs(&spec)?;
+        let mut exporter = Self {
+            stores: Vec::new(),
+            geojsons: Vec::new(),
+            zarrs: Vec::new(),
+            last_nucleus: None,
+            last_layer: None,
+            nuclei: 0,
+            layers: 0,
+            final_row: 0,
+            split_polygons: 0,
+            pixel_square_polygons: 0,
+            #[cfg(test)]
+            fail_after: None,
+            spec,
+        };
+        let paths = exporter.spec.paths.clone();
+        for (task, format, path) in &paths {
+            match format {
+                Format::AnnotationStore => exporter.stores.push((
+                    *task,
+                    AnnotationStoreWriter::create(path, &exporter.spec.provenance)?,
+                )),
+                Format::QuPath => exporter.geojsons.push((
+                    *task,
+                    GeojsonWriter::create(path, exporter.spec.gzip_geojson)?,
+                )),
+                Format::Zarr => {
+                    if exporter.zarrs.iter().any(|z| z.final_path() == path) {
+                        continue;
+                    }
+                    let tasks: Vec<Task> = paths
+                        .iter()
+                        .filter(|(_, f, p)| *f == Format::Zarr && p == path)
+                        .map(|(t, _, _)| *t)
+                        .collect();
+                    exporter
+                        .zarrs
+                        .push(ZarrOutput::create(path, &tasks, &exporter.spec, layout)?);
+                }
+            }
+        }
+        tracing::debug!(slide = %exporter.spec.slide_path.display(), outputs = paths.len(), "export started");
+        Ok(exporter)
+    }
+
+    /// Where the stitch stage may write a `probabilities` Zarr hierarchy: a path inside the
+    /// (temporary) Zarr store that does not exist yet. Whatever is written there moves with the
+    /// store at [`finish`](Self::finish) (to `<store>/probabilities`) or is removed with it.
+    /// `None` without a Zarr output.
+    #[must_use]
+    pub fn probabilities_dir(&self) -> Option<PathBuf> {
+        self.zarrs.first().map(ZarrOutput::probabilities_dir)
+    }
+
+    /// Bytes of dense-map tiles held in memory now (see the crate docs, "Memory").
+    #[must_use]
+    pub fn map_buffer_bytes(&self) -> u64 {
+        self.zarrs.iter().map(ZarrOutput::buffer_bytes).sum()
+    }
+
+    fn invalid(&self, task: Task, id: u64, reason: String) -> ExportError {
+        ExportError::InvalidRecord {
+            slide: self.spec.slide_path.clone(),
+            task,
+            id,
+            reason,
+        }
+    }
+
+    /// Whether a dense map of `task` is being written (the only thing `rows_final` constrains).
+    fn map_saved(&self, task: Task) -> bool {
+        let saved = match task {
+            Task::Nuclei => self.spec.save_instance_map,
+            Task::Layers => self.spec.save_layer_map,
+        };
+        saved && self.zarrs.iter().any(|z| z.has(task))
+    }
+
+    /// Checks shared by both tasks; returns the contour widened to `i64`.
+    fn check_record(
+        &self,
+        task: Task,
+        id: u64,
+        last: Option<u64>,
+        contour: &[[i32; 2]],
+    ) -> Result<Vec<[i64; 2]>, ExportError> {
+        if id == 0 {
+            return Err(self.invalid(task, id, "id 0 is the background of the maps".into()));
+        }
+        if let Some(previous) = last
+            && id <= previous
+        {
+            return Err(ExportError::RecordOrder {
+                slide: self.spec.slide_path.clone(),
+                task,
+                id,
+                previous,
+            });
+        }
+        if contour.is_empty() {
+            return Err(self.invalid(task, id, "the contour has no point".into()));
+        }
+        let points: Vec<[i64; 2]> = contour
+            .iter()
+            .map(|&[x, y]| [i64::from(x), i64::from(y)])
+            .collect();
+        let top = points.iter().map(|p| p[1]).min().unwrap_or(0);
+        if self.final_row > 0 && top < self.final_row as i64 && self.map_saved(task) {
+            return Err(ExportError::RowsAlreadyFinal {
+                slide: self.spec.slide_path.clone(),
+                task,
+                id,
+                row: top,
+                final_row: self.final_row,
+            });
+        }
+        #[cfg(test)]
+        if let Some(n) = self.fail_after {
+            let written = self.nuclei + self.layers;
+            if written >= n {
+                return Err(ExportError::io(
+                    "write (injected fault)",
+                    self.spec.paths[0].2.clone(),
+                    std::io::Error::other("injected"),
+                ));
+            }
+        }
+        Ok(points)
+    }
+
+    /// The valid geometry and key of a record, if any vector output wants them.
+    fn geometry(
+        &mut self,
+        task: Task,
+        id: u64,
+        contour: &[[i32; 2]],
+    ) -> Option<(ValidGeometry, String)> {
+        let wanted = self.stores.iter().any(|(t, _)| *t == task)
+            || self.geojsons.iter().any(|(t, _)| *t == task);
+        if !wanted {
+            return None;
+        }
+        let geometry = ValidGeometry::from_contour(contour, self.spec.scale_factor)
+            .expect("the contour was checked to be non-empty");
+        match geometry.repair {
+            Repair::None => {}
+            Repair::SplitLoops => {
+                self.split_polygons += 1;
+                tracing::debug!(%task, id, parts = geometry.polygons.len(), "self-touching contour split into its loops");
+            }
+            Repair::PixelSquares => {
+                self.pixel_square_polygons += 1;
+                tracing::debug!(%task, id, "degenerate contour replaced by its pixel squares");
+            }
+        }
+        let key = annotation_key(&self.spec.stem, task, id).to_string();
+        Some((geometry, key))
+    }
+
+    /// Write nuclei (ids increasing, across calls too).
+    ///
+    /// # Errors
+    /// [`ExportError::InvalidRecord`] (id 0, empty contour, id above `u32::MAX` with an
+    /// instance map), [`ExportError::RecordOrder`], [`ExportError::RowsAlreadyFinal`], and write
+    /// errors. After an error the exporter should be dropped (which removes the partial files).
+    pub fn write_nuclei(&mut self, batch: &[NucleusRecord]) -> Result<(), ExportError> {
+        let task = Task::Nuclei;
+        for record in batch {
+            let points = self.check_record(task, record.id, self.last_nucleus, &record.contour)?;
+            if self.spec.save_instance_map
+                && record.id > u64::from(u32::MAX)
+                && self.zarrs.iter().any(|z| z.has(task))
+            {
+                return Err(self.invalid(
+                    task,
+                    record.id,
+                    "ids above 4294967295 do not fit the u32 instance map".into(),
+                ));
+            }
+            if let Some((geometry, key)) = self.geometry(task, record.id, &record.contour) {
+                if self.stores.iter().any(|(t, _)| *t == task) {
+                    let properties = to_python_json(&NucleusProperties {
+                        bbox: record.bbox,
+                        centroid: record.centroid,
+                        prob: record.type_prob,
+                        class: class_value(&self.spec.nuclei_classes, record.type_id),
+                    });
+                    for (_, store) in self.stores.iter_mut().filter(|(t, _)| *t == task) {
+                        store.append(&key, &geometry, &properties)?;
+                    }
+                }
+                let feature = FeatureProperties {
+                    object_type: "detection",
+                    classification: record
+                        .type_id
+                        .map(|id| classification(&self.spec.nuclei_classes, id)),
+                    prob: record.type_prob,
+                };
+                for (_, geojson) in self.geojsons.iter_mut().filter(|(t, _)| *t == task) {
+                    geojson.append(&key, &geometry, &feature)?;
+                }
+            }
+            for zarr in &mut self.zarrs {
+                zarr.write_nucleus(record, &points)?;
+            }
+            self.last_nucleus = Some(record.id);
+            self.nuclei += 1;
+        }
+        Ok(())
+    }
+
+    /// Write tissue-layer polygons (ids increasing, across calls too).
+    ///
+    /// # Errors
+    /// As [`write_nuclei`](Self::write_nuclei); a `type_id` above 255 with a layer map.
+    pub fn write_layers(&mut self, batch: &[LayerRecord]) -> Result<(), ExportError> {
+        let task = Task::Layers;
+        for record in batch {
+            let points = self.check_record(task, record.id, self.last_layer, &record.contour)?;
+            if self.spec.save_layer_map
+                && record.type_id > u32::from(u8::MAX)
+                && self.zarrs.iter().any(|z| z.has(task))
+            {
+                return Err(self.invalid(
+                    task,
+                    record.id,
+                    format!("type {} does not fit the u8 layer map", record.type_id),
+                ));
+            }
+            if let Some((geometry, key)) = self.geometry(task, record.id, &record.contour) {
+                if self.stores.iter().any(|(t, _)| *t == task) {
+                    let properties = to_python_json(&LayerProperties {
+                        bbox: record.bbox,
+                        class: class_value(&self.spec.layer_classes, Some(record.type_id)),
+                    });
+                    for (_, store) in self.stores.iter_mut().filter(|(t, _)| *t == task) {
+                        store.append(&key, &geometry, &properties)?;
+                    }
+                }
+                let feature = FeatureProperties {
+                    object_type: "annotation",
+                    classification: Some(classification(&self.spec.layer_classes, record.type_id)),
+                    prob: None,
+                };
+                for (_, geojson) in self.geojsons.iter_mut().filter(|(t, _)| *t == task) {
+                    geojson.append(&key, &geometry, &feature)?;
+                }
+            }
+            for zarr in &mut self.zarrs {
+                zarr.write_layer(record, &points)?;
+            }
+            self.last_layer = Some(record.id);
+            self.layers += 1;
+        }
+        Ok(())
+    }
+
+    /// Declare that no later record of a task with a dense map (`instance_map`, `layer_map`)
+    /// touches rows `< y` (processing resolution, slide frame): the map shard rows above `y` are
+    /// written and freed. Records of a task without a map are not constrained. A `y` below an
+    /// earlier one is ignored.
+    ///
+    /// # Errors
+    /// Zarr write errors.
+    pub fn rows_final(&mut self, y: u64) -> Result<(), ExportError> {
+        if y <= self.final_row {
+            return Ok(());
+        }
+        self.final_row = y;
+        for zarr in &mut self.zarrs {
+            zarr.rows_final(y)?;
+        }
+        Ok(())
+    }
+
+    /// Finish every output (remaining map rows, table shapes, `COMMIT`, closing the GeoJSON
+    /// collection), fsync it, then rename each into place (replacing an existing output only
+    /// now, with `overwrite`).
+    ///
+    /// # Errors
+    /// Any write, fsync or rename error; then no temporary is left, and only outputs renamed
+    /// before the failing one exist under their final names (each complete).
+    pub fn finish(mut self) -> Result<ExportSummary, ExportError> {
+        for (_, store) in &mut self.stores {
+            store.finalize()?;
+        }
+        for (_, geojson) in &mut self.geojsons {
+            geojson.finalize()?;
+        }
+        for zarr in &mut self.zarrs {
+            zarr.finalize()?;
+        }
+        let overwrite = self.spec.overwrite;
+        let mut files: Vec<(PathBuf, FileSummary)> = Vec::new();
+        for (task, store) in &mut self.stores {
+            store.commit(overwrite)?;
+            files.push(summary(
+                store.final_path(),
+                Format::AnnotationStore,
+                vec![*task],
+                store.records(),
+            ));
+        }
+        for (task, geojson) in &mut self.geojsons {
+            geojson.commit(overwrite)?;
+            files.push(summary(
+                geojson.final_path(),
+                Format::QuPath,
+                vec![*task],
+                geojson.records(),
+            ));
+        }
+        for zarr in &mut self.zarrs {
+            zarr.commit(overwrite)?;
+            files.push(summary(
+                zarr.final_path(),
+                Format::Zarr,
+                zarr.tasks(),
+                zarr.records(),
+            ));
+        }
+        // In the order of spec.paths (a Zarr store once).
+        let mut ordered = Vec::new();
+        for (_, _, path) in &self.spec.paths {
+            if let Some(k) = files.iter().position(|(p, _)| p == path) {
+                ordered.push(files.remove(k).1);
+            }
+        }
+        let result = ExportSummary {
+            nuclei: self.nuclei,
+            layers: self.layers,
+            split_polygons: self.split_polygons,
+            pixel_square_polygons: self.pixel_square_polygons,
+            files: ordered,
+        };
+        if result.split_polygons + result.pixel_square_polygons > 0 {
+            tracing::warn!(
+                slide = %self.spec.slide_path.display(),
+                split = result.split_polygons,
+                pixel_squares = result.pixel_square_polygons,
+                "invalid contours were repaired into valid polygons"
+            );
+        }
+        tracing::debug!(slide = %self.spec.slide_path.display(), nuclei = result.nuclei, layers = result.layers, "export finished");
+        Ok(result)
+    }
+}
+
+fn summary(path: &Path, format: Format, tasks: Vec<Task>, records: u64) -> (PathBuf, FileSummary) {
+    (
+        path.to_path_buf(),
+        FileSummary {
+            path: path.to_path_buf(),
+            format,
+            tasks,
+            records,
+            bytes: size_on_disk(path),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &Path) -> SlideExportSpec {
+        let paths = [
+            (Format::AnnotationStore, "f.db"),
+            (Format::QuPath, "f.geojson"),
+            (Format::Zarr, "f.zarr"),
+        ]
+        .map(|(format, name)| (Task::Nuclei, format, dir.join(name)))
+        .to_vec();
+        SlideExportSpec {
+            slide_path: "f.svs".into(),
+            stem: "f".into(),
+            paths,
+            overwrite: true,
+            gzip_geojson: true,
+            scale_factor: [1.0, 1.0],
+            processing_size: [100, 100],
+            processing_mpp: None,
+            baseline_mpp: None,
+            nuclei_classes: Vec::new(),
+            layer_classes: Vec::new(),
+            save_instance_map: true,
+            save_layer_map: false,
+            provenance: serde_json::Value::Null,
+        }
+    }
+
+    fn nucleus(id: u64) -> NucleusRecord {
+        let x = (id as i32 % 10) * 10;
+        let y = (id as i32 / 10) * 10;
+        NucleusRecord {
+            id,
+            contour: vec![[x, y], [x + 3, y], [x + 3, y + 3], [x, y + 3]],
+            bbox: [x, y, x + 4, y + 4],
+            centroid: [f64::from(x) + 1.5, f64::from(y) + 1.5],
+            type_id: None,
+            type_prob: None,
+        }
+    }
+
+    #[test]
+    fn injected_write_fault_leaves_old_outputs_and_no_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f.db"), "previous run").unwrap();
+        let mut exporter = SlideExporter::create(spec(dir.path())).unwrap();
+        exporter.fail_after = Some(25);
+        let batch: Vec<NucleusRecord> = (1..=40).map(nucleus).collect();
+        let err = exporter.write_nuclei(&batch).unwrap_err();
+        assert!(err.to_string().contains("injected"), "{err}");
+        assert_eq!(exporter.nuclei, 25);
+        drop(exporter);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["f.db"]);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("f.db")).unwrap(),
+            "previous run"
+        );
+    }
+
+    #[test]
+    fn summary_lists_files_in_spec_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut exporter = SlideExporter::create(spec(dir.path())).unwrap();
+        exporter
+            .write_nuclei(&(1..=12).map(nucleus).collect::<Vec<_>>())
+            .unwrap();
+        let summary = exporter.finish().unwrap();
+        let formats: Vec<Format> = summary.files.iter().map(|f| f.format).collect();
+        assert_eq!(
+            formats,
+            [Format::AnnotationStore, Format::QuPath, Format::Zarr]
+        );
+        assert!(summary.files.iter().all(|f| f.records == 12 && f.bytes > 0));
+        assert_eq!(summary.nuclei, 12);
+    }
+}
