@@ -86,6 +86,7 @@ pub(crate) struct RawOutput {
     pub(crate) save_predictions: Option<bool>,
     pub(crate) save_probabilities: Option<bool>,
     pub(crate) gzip_geojson: Option<bool>,
+    pub(crate) overlay: Option<bool>,
 }
 
 /// `[pipeline]`.
@@ -140,6 +141,7 @@ pub(crate) fn keys_of(table: Option<&str>) -> &'static [&'static str] {
             "save_predictions",
             "save_probabilities",
             "gzip_geojson",
+            "overlay",
         ],
         Some("pipeline") => &["memory_limit", "queue_capacity", "threads", "read_workers"],
         Some(_) => &[],

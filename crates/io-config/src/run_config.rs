@@ -186,6 +186,9 @@ pub struct OutputConfig {
     pub save_probabilities: bool,
     /// Write `.geojson.gz` instead of `.geojson`.
     pub gzip_geojson: bool,
+    /// Write `<stem>_overlay.png`: nucleus contours coloured by class over a region of the slide
+    /// (at most 1024 x 1024 px at the processing resolution, centred on the tissue).
+    pub overlay: bool,
 }
 
 /// `[pipeline]`, resolved. None of these change results, only speed and memory.
@@ -1009,6 +1012,7 @@ impl Resolver<'_> {
             save_predictions,
             save_probabilities,
             gzip_geojson: ro.gzip_geojson.unwrap_or(false),
+            overlay: ro.overlay.unwrap_or(false),
         })
     }
 

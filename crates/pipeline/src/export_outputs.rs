@@ -61,21 +61,23 @@ pub fn export_spec(spec: &SlideOutputSpec) -> SlideExportSpec {
     }
 }
 
+/// The export crate's record of a final nucleus.
+pub(crate) fn nucleus_record(m: &MergedItem<NucleusInstance>) -> NucleusRecord {
+    NucleusRecord {
+        id: m.id,
+        contour: m.item.contour.clone(),
+        bbox: m.item.bbox,
+        centroid: m.item.centroid,
+        type_id: m.item.type_id,
+        type_prob: m.item.type_prob,
+    }
+}
+
 struct ExportOutput(SlideExporter);
 
 impl SlideOutput for ExportOutput {
     fn nuclei(&mut self, items: &[MergedItem<NucleusInstance>]) -> Result<(), OutputError> {
-        let records: Vec<NucleusRecord> = items
-            .iter()
-            .map(|m| NucleusRecord {
-                id: m.id,
-                contour: m.item.contour.clone(),
-                bbox: m.item.bbox,
-                centroid: m.item.centroid,
-                type_id: m.item.type_id,
-                type_prob: m.item.type_prob,
-            })
-            .collect();
+        let records: Vec<NucleusRecord> = items.iter().map(nucleus_record).collect();
         Ok(self.0.write_nuclei(&records)?)
     }
 

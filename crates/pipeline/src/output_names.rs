@@ -47,7 +47,17 @@ pub fn output_paths(cfg: &RunConfig, slide: &Path) -> Vec<PathBuf> {
             }
         }
     }
+    if cfg.output.overlay {
+        out.push(overlay_path(cfg, slide));
+    }
     out
+}
+
+/// The overlay picture of a slide (`[output] overlay = true`).
+pub fn overlay_path(cfg: &RunConfig, slide: &Path) -> PathBuf {
+    cfg.output
+        .dir
+        .join(format!("{}_overlay.png", slide_stem(slide)))
 }
 
 #[cfg(test)]

@@ -15,7 +15,10 @@ use crate::stage_params;
 
 /// `(task, format, path)` of every output of `slide`, in [`output_paths`] order.
 pub fn tagged_output_paths(cfg: &RunConfig, slide: &Path) -> Vec<(String, OutputFormat, PathBuf)> {
-    let paths = output_paths(cfg, slide);
+    let mut paths = output_paths(cfg, slide);
+    if cfg.output.overlay {
+        paths.pop();
+    }
     let tasks = tasks(&cfg.model.architecture);
     let mut tagged = Vec::with_capacity(paths.len());
     let mut it = paths.into_iter();

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
+use mtseg_export::{NucleusRecord, OverlayBase, write_overlay_png};
 use mtseg_infer::{HeadKind, HeadOutputs, InferError, InferenceThread, InputBatch};
 use mtseg_instmerge::{
     MergedItem, RowChunk, StreamedInstances, StreamingTileMode, TiaToolboxCompat,
@@ -281,6 +282,27 @@ pub(crate) fn run_wsi_slide(job: SlideJob<'_>) -> Result<SlideSummary, SlideErro
         _ => None,
     };
 
+    let overlay_base = if cfg.output.overlay {
+        let [ox, oy] = lay.plan.origin().map(|v| v as i64);
+        let (w, h) = (cw.min(1024), ch.min(1024));
+        let x0 = ox + ((cw - w) / 2) as i64;
+        let y0 = oy + ((ch - h) / 2) as i64;
+        let img = lay.slide.read_region(
+            [x0, y0, x0 + w as i64, y0 + h as i64],
+            stage_params::resolution(cfg),
+            stage_params::interpolation(cfg),
+        )?;
+        Some(OverlayBase {
+            origin: [x0, y0],
+            width: w,
+            height: h,
+            rgb: img.into_raw(),
+        })
+    } else {
+        None
+    };
+    let mut overlay_nuclei: Vec<NucleusRecord> = Vec::new();
+
     job.progress.event(&ProgressEvent::SlideStarted {
         slide: job.index,
         path: path.clone(),
@@ -353,14 +375,21 @@ pub(crate) fn run_wsi_slide(job: SlideJob<'_>) -> Result<SlideSummary, SlideErro
         // post-processing and merge on this thread
         let postproc = (|| -> Result<(), SlideError> {
             let send = |msg| export_tx.send(msg).map_err(|_| SlideError::Interrupted);
-            let hand_out = |got: StreamedInstances,
-                            nuclei_written: &mut u64,
-                            layers_written: &mut u64|
+            let mut hand_out = |got: StreamedInstances,
+                                nuclei_written: &mut u64,
+                                layers_written: &mut u64|
              -> Result<(), SlideError> {
                 if !got.nuclei.is_empty() {
                     let mut v = got.nuclei;
                     v.iter_mut()
                         .for_each(|n| translate_nucleus(&mut n.item, shift));
+                    if let Some(base) = &overlay_base {
+                        overlay_nuclei.extend(
+                            v.iter()
+                                .filter(|n| base.meets(n.item.bbox))
+                                .map(crate::export_outputs::nucleus_record),
+                        );
+                    }
                     *nuclei_written += v.len() as u64;
                     send(ExportMsg::Nuclei(v))?;
                 }
@@ -444,10 +473,25 @@ pub(crate) fn run_wsi_slide(job: SlideJob<'_>) -> Result<SlideSummary, SlideErro
         return Err(e);
     }
     let t = Instant::now();
-    let outputs = output.finish().map_err(|source| SlideError::Output {
+    let mut outputs = output.finish().map_err(|source| SlideError::Output {
         slide: job.path.to_path_buf(),
         source,
     })?;
+    if let Some(base) = &overlay_base {
+        let png = crate::output_names::overlay_path(cfg, job.path);
+        write_overlay_png(
+            &png,
+            base,
+            &overlay_nuclei,
+            &cfg.model.nuclei_classes,
+            cfg.output.overwrite,
+        )
+        .map_err(|e| SlideError::Output {
+            slide: job.path.to_path_buf(),
+            source: Box::new(e),
+        })?;
+        outputs.push(png);
+    }
     export_clock.add(t.elapsed());
     Ok(SlideSummary {
         path: job.path.to_path_buf(),

@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 
+#[cfg(test)]
 use crate::canvas_rows::CanvasRows;
 use crate::patches_to_bands::BandBuilder;
 
@@ -42,6 +43,8 @@ pub(crate) struct RowAccumulator {
     spare_counts: Vec<Vec<Vec<u32>>>,
     /// Per head: one divisor row (`width × channels`), reused.
     divisors: Vec<Vec<f32>>,
+    /// One row of summed counts (`width`), reused.
+    count_row: Vec<u32>,
 }
 
 impl RowAccumulator {
@@ -68,6 +71,7 @@ impl RowAccumulator {
             open: VecDeque::new(),
             spare_counts: Vec::new(),
             divisors: channels.iter().map(|&c| vec![1.0; width * c]).collect(),
+            count_row: vec![0; width],
         }
     }
 
@@ -80,14 +84,8 @@ impl RowAccumulator {
     ) -> u64 {
         let sums: usize = channels.iter().map(|&c| capacity * width * c).sum();
         let divisors: usize = channels.iter().map(|&c| width * c).sum();
-        let counts = (open_bands + 1) * width * channels.len();
+        let counts = (open_bands + 1) * width * channels.len() + width;
         ((sums + divisors + counts) * 4) as u64
-    }
-
-    /// Canvas row of the first row not yet emitted.
-    #[cfg(test)]
-    pub(crate) fn base(&self) -> usize {
-        self.base
     }
 
     /// Rows (from the base) that hold values of earlier bands.
@@ -135,24 +133,27 @@ impl RowAccumulator {
         });
     }
 
-    /// Emit canvas rows `base .. end` (clipped to the canvas), normalised, and move the base to
-    /// `end`. `None` when there is nothing to emit.
-    pub(crate) fn emit_until(&mut self, end: usize) -> Option<CanvasRows> {
-        let end = end.min(self.canvas_height);
-        if end <= self.base {
-            return None;
-        }
-        let n = end - self.base;
+    /// The end of the rows that are final when the next band starts at canvas row `next_top`:
+    /// `next_top` clipped to the canvas (rows `base .. final_end` can be handed out).
+    pub(crate) fn final_end(&self, next_top: usize) -> usize {
+        next_top.min(self.canvas_height).max(self.base)
+    }
+
+    /// Bytes of one canvas row, every head.
+    pub(crate) fn row_bytes(&self) -> u64 {
+        (self.width * self.channels.iter().sum::<usize>() * 4) as u64
+    }
+
+    /// Append canvas rows `y_from .. y_to`, normalised, to `out` (one vector per head, `width ×
+    /// channels` values per row). The rows must be final: `base <= y_from <= y_to` and no band
+    /// still to come touches them.
+    pub(crate) fn normalise_into(&mut self, y_from: usize, y_to: usize, out: &mut [Vec<f32>]) {
+        debug_assert!(self.base <= y_from && y_from <= y_to && y_to <= self.canvas_height);
         let w = self.width;
-        let mut heads: Vec<Vec<f32>> = self
-            .channels
-            .iter()
-            .map(|&c| Vec::with_capacity(n * w * c))
-            .collect();
         // Segments of rows covered by the same open bands share a divisor row.
-        let mut y = self.base;
-        while y < end {
-            let mut segment_end = end;
+        let mut y = y_from;
+        while y < y_to {
+            let mut segment_end = y_to;
             for band in &self.open {
                 for edge in [band.y0, band.y1] {
                     if edge > y && edge < segment_end {
@@ -164,18 +165,28 @@ impl RowAccumulator {
             for row in y..segment_end {
                 let r = row - self.base;
                 for (head, &c) in self.channels.iter().enumerate() {
-                    let out = &mut heads[head];
+                    let dest = &mut out[head];
                     if r < self.filled {
                         let sums = &self.sums[head][r * w * c..][..w * c];
-                        out.extend(sums.iter().zip(&self.divisors[head]).map(|(s, d)| s / d));
+                        dest.extend(sums.iter().zip(&self.divisors[head]).map(|(s, d)| s / d));
                     } else {
-                        out.resize(out.len() + w * c, 0.0);
+                        dest.resize(dest.len() + w * c, 0.0);
                     }
                 }
             }
             y = segment_end;
         }
-        // Move the rows still open to the front and zero what they leave behind.
+    }
+
+    /// Forget canvas rows `base .. end` (handed out): move the rows still open to the front,
+    /// zero what they leave behind, close the bands that end there and move the base to `end`.
+    pub(crate) fn release_until(&mut self, end: usize) {
+        let end = end.min(self.canvas_height);
+        if end <= self.base {
+            return;
+        }
+        let n = end - self.base;
+        let w = self.width;
         let emitted = n.min(self.filled);
         let keep = self.filled - emitted;
         for (head, &c) in self.channels.iter().enumerate() {
@@ -189,21 +200,55 @@ impl RowAccumulator {
                 self.spare_counts.push(band.counts);
             }
         }
-        let rows = CanvasRows {
-            y0: self.base,
-            rows: n,
-            width: w,
-            origin: self.origin,
-            channels: self.channels.clone(),
-            heads,
-        };
         self.base = end;
-        Some(rows)
+    }
+
+    /// Canvas row of the first row not yet handed out.
+    pub(crate) fn base(&self) -> usize {
+        self.base
+    }
+
+    /// Canvas width.
+    pub(crate) fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Canvas origin in the slide.
+    pub(crate) fn origin(&self) -> [u64; 2] {
+        self.origin
+    }
+
+    /// Channels per head.
+    pub(crate) fn channels(&self) -> &[usize] {
+        &self.channels
+    }
+
+    /// Emit canvas rows `base .. end` (clipped to the canvas) as one [`CanvasRows`] holding no
+    /// budget bytes, and move the base to `end`. `None` when there is nothing to emit.
+    #[cfg(test)]
+    pub(crate) fn emit_until(&mut self, end: usize) -> Option<CanvasRows> {
+        let end = self.final_end(end);
+        if end <= self.base {
+            return None;
+        }
+        let y0 = self.base;
+        let mut heads: Vec<Vec<f32>> = self.channels.iter().map(|_| Vec::new()).collect();
+        self.normalise_into(y0, end, &mut heads);
+        self.release_until(end);
+        Some(CanvasRows::new(
+            y0,
+            end - y0,
+            self.width,
+            self.origin,
+            self.channels.clone(),
+            heads,
+        ))
     }
 
     /// `divisors[head][x * c + k] = max(count(x, y), 1)` for the open bands covering row `y`.
     fn compute_divisors(&mut self, y: usize) {
-        let mut count_row = vec![0u32; self.width];
+        let mut count_row = std::mem::take(&mut self.count_row);
+        count_row.resize(self.width, 0);
         for (head, &c) in self.channels.iter().enumerate() {
             count_row.fill(0);
             for band in self.open.iter().filter(|b| b.y0 <= y && y < b.y1) {
@@ -215,6 +260,7 @@ impl RowAccumulator {
                 d.fill(count.max(1) as f32);
             }
         }
+        self.count_row = count_row;
     }
 }
 

@@ -1,9 +1,16 @@
 //! The stage's output: final canvas rows ([`CanvasRows`]).
 
+use crate::memory_budget::HeldMemory;
+
 /// Final (normalised) canvas rows `y0 .. y0 + rows`, full canvas width, every head.
 ///
 /// Values are `sum / max(count, 1)` in float32; pixels no patch covered are 0. Coordinates are
 /// canvas pixels; add [`CanvasRows::origin`] to get slide pixels at the processing resolution.
+///
+/// Rows from the stitch stage and from [`crate::Stitcher::push`] hold their bytes of the memory
+/// budget ([`CanvasRows::memory`]) until they are dropped: a consumer that keeps rows keeps them
+/// accounted, and the stage waits for rows to be dropped before it hands out rows that would not
+/// fit. Clones hold nothing; equality ignores it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CanvasRows {
     /// First canvas row.
@@ -18,9 +25,33 @@ pub struct CanvasRows {
     pub channels: Vec<usize>,
     /// Per head: `rows × width × channels` values, row-major, channels last.
     pub heads: Vec<Vec<f32>>,
+    /// The budget bytes these rows hold (given back when they are dropped); none for rows made
+    /// with [`CanvasRows::new`] or cloned.
+    pub memory: HeldMemory,
 }
 
 impl CanvasRows {
+    /// Rows `y0 .. y0 + rows` of a canvas of `width` at `origin`, holding no budget bytes.
+    #[must_use]
+    pub fn new(
+        y0: usize,
+        rows: usize,
+        width: usize,
+        origin: [u64; 2],
+        channels: Vec<usize>,
+        heads: Vec<Vec<f32>>,
+    ) -> Self {
+        Self {
+            y0,
+            rows,
+            width,
+            origin,
+            channels,
+            heads,
+            memory: HeldMemory::none(),
+        }
+    }
+
     /// One past the last row.
     #[must_use]
     pub fn y1(&self) -> usize {

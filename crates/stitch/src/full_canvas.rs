@@ -3,18 +3,23 @@
 //!
 //! The choice is made once, up front, from the canvas size: the whole canvas
 //! (`H × W × ΣC × 4` bytes) is reserved at [`FullCanvasBuilder::new`]; when that is refused the
-//! canvas goes to Zarr from its first row, through a buffer of one shard row.
+//! canvas goes to Zarr from its first row, through one or two reserved shard-row buffers that
+//! the stitcher normalises into and a writer thread compresses and writes.
 //! ```text
 //! canvas fits:        rows -> [RAM chunks, reserved up front] -> FullCanvas::read_region
-//! canvas does not:    rows -> [one shard row buffer, reserved] -> Zarr -> FullCanvas::read_region
+//! canvas does not:    rows -> [shard row buffers, reserved] -> writer thread -> Zarr
+//!                                                           -> FullCanvas::read_region
 //! ```
 //! Deciding up front means the canvas never competes with the stitch window or waiting patches
 //! for the budget half-way through a slide. Reads return the same bytes either way (float32 values
 //! are stored losslessly).
 
+use std::time::Duration;
+
 use crate::canvas_plan::CanvasPlan;
 use crate::canvas_rows::CanvasRows;
-use crate::memory_budget::{MemoryBudget, MemoryReservation};
+use crate::memory_budget::{HeldMemory, MemoryBudget, MemoryReservation};
+use crate::row_sink::FinalRows;
 use crate::stitch_errors::StitchError;
 use crate::zarr_spill::{SpillConfig, SpilledCanvas};
 
@@ -98,11 +103,13 @@ impl FullCanvasBuilder {
         matches!(self.storage, Storage::Zarr(_))
     }
 
-    /// Add the next rows (top to bottom, as the stitcher emits them).
+    /// Add the next rows (top to bottom, as the stitcher emits them). Their budget bytes
+    /// ([`CanvasRows::memory`]) are given back: the canvas reservation (or the spill buffer)
+    /// holds them from now on.
     ///
     /// # Errors
     /// Rows out of order or of another shape; a failing spill write.
-    pub fn push(&mut self, rows: CanvasRows) -> Result<(), StitchError> {
+    pub fn push(&mut self, mut rows: CanvasRows) -> Result<(), StitchError> {
         let [width, height] = self.canvas_size;
         if rows.y0 != self.next_y
             || rows.width != width
@@ -123,9 +130,49 @@ impl FullCanvasBuilder {
         match &mut self.storage {
             Storage::Zarr(spilled) => spilled.push(&rows),
             Storage::Ram(chunks) => {
+                drop(rows.memory.take());
                 chunks.push(rows);
                 Ok(())
             }
+        }
+    }
+
+    /// Add the next final rows straight from the stitcher: into the reserved canvas, or
+    /// normalised into the spill writer's reserved buffer (no row copy is made).
+    pub(crate) fn push_final(&mut self, rows: &mut FinalRows<'_>) -> Result<(), StitchError> {
+        let (y0, y1) = (rows.y0(), rows.y1());
+        if y0 != self.next_y || y1 > self.canvas_size[1] {
+            return Err(StitchError::RowsMismatch {
+                reason: format!(
+                    "got rows {y0}..{y1}; expected rows from {} (canvas height {})",
+                    self.next_y, self.canvas_size[1]
+                ),
+            });
+        }
+        match &mut self.storage {
+            Storage::Zarr(spilled) => {
+                spilled.write_with(y0, y1, &mut |a, b, out| rows.normalise_into(a, b, out))?;
+            }
+            Storage::Ram(chunks) => chunks.push(rows.canvas_rows(y0, y1, HeldMemory::none())),
+        }
+        self.next_y = y1;
+        Ok(())
+    }
+
+    /// Give the spill writer a second buffer when the budget has room for it and `headroom`
+    /// bytes more (see `ZarrRowWriter::try_add_buffer`).
+    pub(crate) fn try_add_buffer(&mut self, headroom: u64) -> bool {
+        match &mut self.storage {
+            Storage::Zarr(spilled) => spilled.try_add_buffer(headroom),
+            Storage::Ram(_) => false,
+        }
+    }
+
+    /// Time spent waiting for the spill writer thread.
+    pub(crate) fn waited(&self) -> Duration {
+        match &self.storage {
+            Storage::Zarr(spilled) => spilled.waited(),
+            Storage::Ram(_) => Duration::ZERO,
         }
     }
 
@@ -144,7 +191,6 @@ impl FullCanvasBuilder {
         }
         if let Storage::Zarr(spilled) = &mut self.storage {
             spilled.finish()?;
-            spilled.writer_mut().reservation_mut().shrink(u64::MAX);
         }
         Ok(FullCanvas {
             canvas_size: self.canvas_size,

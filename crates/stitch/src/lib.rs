@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! infer --[PredictionBatch: PatchPrediction {index, output_box, heads}]--> stitch
-//! stitch --[CanvasRows {y0, rows, width, origin, heads}]--> postproc (tile mode)
+//! stitch --[CanvasRows {y0, rows, width, origin, heads, memory}]--> postproc (tile mode)
 //! stitch --> FullCanvas (full post-processing mode), ProbabilityStore (saved maps, Zarr V3)
 //! ```
 //!
@@ -38,11 +38,12 @@
 //!   `mask_padding`) and the merge order, from the grid's output boxes, the mask-selected indices
 //!   and the slide size.
 //! - [`StitchParams`] (fixed) and [`Stitcher`] (running state): `push(patch) -> final rows`,
-//!   `finish()`.
+//!   `push_with(patch, emit)` (rows handed out one by one, waiting for memory), `finish()`.
 //! - [`run_rows_stage`] / [`run_full_canvas_stage`] (and `spawn_*`): the stage on crossbeam
 //!   channels. [`FullCanvas`]: the whole canvas, in RAM or spilled to Zarr.
 //!   [`ProbabilityStore`]: the saved maps.
-//! - [`MemoryBudget`] / [`MemoryReservation`]: `[pipeline] memory_limit` and what holds it.
+//! - [`MemoryBudget`] / [`MemoryReservation`] / [`HeldMemory`]: `[pipeline] memory_limit` and
+//!   what holds it.
 //!
 //! # Algorithm
 //! 1. **Plan.** Mask bounds = bounding box of the selected output boxes. "Inside" = every grid
@@ -76,31 +77,76 @@
 //! [`StitchMetrics::zero_blocks`] counts them.
 //!
 //! # Memory
-//! Held for the whole run (reserved at [`Stitcher::new`] as "the stitch window", see
-//! [`StitchParams::window_bytes`]):
-//! - the open rows: `out_h × canvas_w × ΣC` f32 sums, where each band sums its rows that no
-//!   earlier band touches in place;
-//! - the current band's overlap rows (`(out_h − stride) × canvas_w × ΣC` f32; none when
-//!   stride ≥ out_h, the TIAToolbox default);
-//! - per open band (at most `ceil(out_h / stride) + 1`) one u32 count per column and head: a
-//!   band's count is the same on all its rows, so counts are never stored per pixel.
+//! Everything whose size depends on the slide is reserved from the [`MemoryBudget`]
+//! (`[pipeline] memory_limit`) before it is allocated, with `W` the canvas width, `ΣC` the
+//! channels of all heads and 4 bytes a value:
+//! - **The stitch window**, for the whole run ([`StitchParams::window_bytes`], reserved at
+//!   [`Stitcher::new`]): the open rows (`out_h × W × ΣC` f32 sums; each band sums in place the
+//!   rows no earlier band touches), the current band's overlap rows (`(out_h − stride) × W × ΣC`,
+//!   none when stride ≥ out_h, the TIAToolbox default), one divisor row and per open band (at
+//!   most `ceil(out_h / stride) + 1`) one u32 count per column and head: a band's count is the
+//!   same on all its rows, so counts are never stored per pixel. About `out_h × W × ΣC × 4`
+//!   bytes (105 MB for HoVer-Net fast, 4 channels, on a 40k-wide canvas): it grows with the
+//!   canvas *width*, never with its height or area.
+//! - **Waiting patches**: out-of-order patches (`out_h × out_w × ΣC × 4` bytes each), from an
+//!   up-front allowance ([`StitchParams::reorder_allowance`]) then one by one.
+//! - **Rows handed out** (rows mode, [`Stitcher::push_with`], [`run_rows_stage`]): every
+//!   [`CanvasRows`] holds its bytes ([`CanvasRows::memory`], a [`HeldMemory`]) from before it is
+//!   made until the consumer drops it, wherever it is (in the channel, in the consumer's hands).
+//!   An item has at most [`StitchParams::max_chunk_rows`] rows (the band step, or
+//!   [`StitchParams::rows_per_chunk`]), and fewer when the budget could never hold that many
+//!   next to the window; so a bounded channel of capacity `n` holds at most
+//!   `n × chunk_bytes = n × max_chunk_rows × W × ΣC × 4` bytes ([`StitchParams::chunk_bytes`]).
+//!   When the next item does not fit, the stitcher *waits* for bytes to be given back (the
+//!   consumer dropping rows), which stops it reading its input and so blocks inference: it
+//!   waits as long as some bytes come back at least every [`StitchParams::memory_wait`]
+//!   (default 60 s); a consumer that keeps rows while waiting for more than the budget holds
+//!   gets an error that names `[pipeline] memory_limit` instead of a hang, as does a budget
+//!   without room for one row next to the window (at once).
+//! - **Zarr writers** (the saved maps, [`ProbabilityStore`], and the full-canvas spill): one
+//!   shard-row buffer each (`shard_h × W × ΣC × 4`), reserved when made; the stages add a
+//!   second one when the budget has room for it beyond the rows in flight
+//!   (`(capacity + 2) × chunk_bytes`), so that stitching overlaps compression.
+//! - **The full canvas** ([`FullCanvasBuilder`]), decided once, up front: the whole canvas
+//!   (`H × W × ΣC × 4`) is reserved, or, when refused, every row goes to a temporary Zarr V3
+//!   store (sharded, zstd) whose shard rows are aligned to the stitcher's row step. The canvas
+//!   never has to fit. Rows are normalised straight into the reserved canvas or the spill
+//!   writer's reserved buffer (no row copy on the stitch thread); full buffers are compressed
+//!   and written by the writer's own thread (one thread per store, each shard written once:
+//!   never two writers on one chunk), behind a bounded channel. Spilled data lives in a
+//!   temporary directory removed on drop, including after an error or a panic. Results are
+//!   bytewise identical with and without spill, for any arrival order, batch size, channel
+//!   capacity and rows per chunk.
 //!
-//! That is about `out_h × canvas_w × ΣC × 4` bytes (105 MB for HoVer-Net fast on a 40k-wide
-//! canvas with 4 channels): it grows with the canvas *width*, never with its height or area.
-//! Held while waiting: out-of-order patches (`out_h × out_w × ΣC × 4` bytes each), from an
-//! up-front allowance ([`StitchParams::reorder_allowance`]) then one by one. Not tracked (as
-//! DataFusion does not track batches in flight): patches on the input channel and emitted rows on
-//! the output channel, `capacity × (batch or stride × canvas_w × ΣC × 4)` bytes, planned by the
-//! pipeline from the channel capacities.
+//! A refused reservation is an error that names `[pipeline] memory_limit`.
 //!
-//! Full-canvas mode ([`FullCanvasBuilder`]) decides once, up front: the whole canvas
-//! (`H × W × ΣC × 4`) is reserved, or, when refused, every row goes to a temporary Zarr V3 store
-//! (sharded, zstd) whose shard rows are aligned to the stitcher's row step, so rows are written
-//! without a copy (else through a buffer of one shard row, at most 256 rows × canvas width,
-//! reserved). The canvas never has to fit. A refused window or buffer is an error that names
-//! `[pipeline] memory_limit`. Spilled data lives in a temporary directory removed on drop,
-//! including after an error or a panic. Results are bytewise identical with and without spill,
-//! for any arrival order, batch size and channel capacity.
+//! **The bound.** With the reserved bytes never above the limit, the peak RSS of a process
+//! running the stage is at most `memory_limit + C`, where `C` does not depend on the slide
+//! size (but for one small term of zarrs', below):
+//! ```text
+//! C = B + Z + A + R
+//! B  the model's PredictionBatches in flight, allocated by inference, not by this crate:
+//!    (input capacity + 2) × batch × out_h × out_w × ΣC × 4
+//!    (39.4 MiB for batch 16, capacity 4, 164 x 164 x 4 channels)
+//! Z  zarrs/zstd encoding scratch and the writer threads, only while writing Zarr: 10-20 MiB
+//!    measured, the same at 40k and 80k wide (shards are at most 2048 px wide). zarrs'
+//!    FilesystemStore also keeps a lock entry per file written (about 100 bytes per shard:
+//!    1.5 MB for a spilled 40k x 40k canvas), the one term that grows with the slide's area
+//! A  malloc keeping freed row buffers: glibc's dynamic mmap threshold keeps freed blocks under
+//!    32 MiB in its arena (trimmed above 64 MiB), measured up to 30 MiB at the RSS peak and
+//!    62 MiB between two items; it does not grow past that (buffers over 32 MiB per head are
+//!    always mmapped and given back), and it is 0 when the threshold is fixed
+//!    (MALLOC_MMAP_THRESHOLD_=1048576 or mallopt(M_MMAP_THRESHOLD) before the first thread)
+//! R  the process itself (code, stacks): about 5 MiB
+//! ```
+//! Measured with `cargo bench -p mtseg-stitch --bench stitch_throughput` (10k², 10k × 40k and
+//! 40k², rows and full modes, 256 MiB and 1 GiB budgets, batch 16, input capacity 4; the table
+//! is written to `target/stitch-bench-summary.txt`), RSS minus the bytes reserved at the same
+//! instant (1 ms samples) was at most 98 MiB with glibc's default malloc (peak RSS − peak
+//! reservation at most 73 MiB) and at most 66 MiB with the threshold fixed (`--malloc-fixed`),
+//! so `C ≈ 100 MiB` for that model; the only run whose peak RSS passed the limit was 40k² rows
+//! under 256 MiB, by 26 MiB (12 MiB with the threshold fixed). Without the model's batches
+//! (batch 1, capacity 1) the spill runs measured 16-19 MiB at 40k and 80k wide.
 //!
 //! # Logging
 //! `debug!` when the full canvas spills; `trace!` per batch; `warn!` when a partial output cannot
@@ -115,6 +161,7 @@ mod memory_budget;
 mod patch_prediction;
 mod patches_to_bands;
 mod probability_store;
+mod row_sink;
 mod stitch_errors;
 mod stitch_stage;
 mod stitcher;
@@ -125,7 +172,7 @@ pub use canvas_plan::{CanvasPlan, MaskPadding, PlannedBand, PlannedPatch};
 pub use canvas_rows::CanvasRows;
 pub use full_canvas::{CanvasRegion, FullCanvas, FullCanvasBuilder};
 pub use memory_budget::{
-    MemoryBudget, MemoryLimit, MemoryLimitParseError, MemoryRefused, MemoryReservation,
+    HeldMemory, MemoryBudget, MemoryLimit, MemoryLimitParseError, MemoryRefused, MemoryReservation,
     usable_ram_bytes,
 };
 pub use patch_prediction::{HeadBlock, PatchPrediction, PredictionBatch};

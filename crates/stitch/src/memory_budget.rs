@@ -1,14 +1,22 @@
 //! The memory budget: a byte limit from the run config (`[pipeline] memory_limit`) and
 //! reservations against it that give their bytes back when dropped.
 //!
-//! Only the consumers that grow with the input reserve (the stitch window, out-of-order patches
-//! waiting for their turn, the in-RAM full canvas, Zarr write buffers); small or short-lived
-//! buffers are not tracked, as in DataFusion's memory pool.
+//! Every consumer whose size depends on the slide reserves: the stitch window, out-of-order
+//! patches waiting for their turn, canvas rows handed downstream (each [`crate::CanvasRows`]
+//! carries its reservation, [`HeldMemory`], until it is dropped), the in-RAM full canvas and the
+//! Zarr writers' shard-row buffers. What is not tracked does not depend on the slide size (see
+//! the crate docs, "Memory").
+//!
+//! A reservation either fails at once ([`MemoryBudget::try_reserve`]) or waits for other holders
+//! to give bytes back ([`MemoryBudget::reserve_waiting`]): the stitch stage waits so for the
+//! consumer of its rows to drop earlier rows, which is how back-pressure reaches it through the
+//! budget as well as through the bounded channel.
 
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -198,12 +206,15 @@ pub struct MemoryRefused {
 struct BudgetState {
     used: u64,
     peak: u64,
+    /// Counts the shrinks that gave bytes back (wakes waiting reservations).
+    releases: u64,
 }
 
 #[derive(Debug)]
 struct BudgetInner {
     limit: u64,
     state: Mutex<BudgetState>,
+    released: Condvar,
 }
 
 /// A shared byte budget. Cloning gives another handle on the same budget.
@@ -235,6 +246,7 @@ impl MemoryBudget {
             inner: Arc::new(BudgetInner {
                 limit,
                 state: Mutex::new(BudgetState::default()),
+                released: Condvar::new(),
             }),
         }
     }
@@ -274,6 +286,24 @@ impl MemoryBudget {
     ) -> Result<MemoryReservation, MemoryRefused> {
         let mut reservation = self.empty_reservation(consumer);
         reservation.try_grow(bytes)?;
+        Ok(reservation)
+    }
+
+    /// Reserve `bytes` for `consumer`, waiting while the budget is full for other holders to
+    /// give bytes back. It waits as long as some reservation of this budget shrinks at least
+    /// once every `stall`; `Duration::ZERO` does not wait (as [`MemoryBudget::try_reserve`]).
+    ///
+    /// # Errors
+    /// [`MemoryRefused`] at once when `bytes` exceeds the whole limit, or after `stall` passed
+    /// with no bytes given back.
+    pub fn reserve_waiting(
+        &self,
+        bytes: u64,
+        consumer: &str,
+        stall: Duration,
+    ) -> Result<MemoryReservation, MemoryRefused> {
+        let mut reservation = self.empty_reservation(consumer);
+        reservation.grow_waiting(bytes, stall)?;
         Ok(reservation)
     }
 
@@ -335,12 +365,75 @@ impl MemoryReservation {
         }
     }
 
+    /// Hold `bytes` more, waiting while the budget is full (see
+    /// [`MemoryBudget::reserve_waiting`]).
+    ///
+    /// # Errors
+    /// [`MemoryRefused`] when `bytes` exceeds the limit, or when `stall` passed with no bytes
+    /// given back; the reservation is unchanged then.
+    pub fn grow_waiting(&mut self, bytes: u64, stall: Duration) -> Result<(), MemoryRefused> {
+        let inner = &self.budget.inner;
+        let mut state = self.budget.state();
+        let mut seen = state.releases;
+        // `None`: a stall too long to represent, i.e. wait for as long as it takes.
+        let mut deadline = Instant::now().checked_add(stall);
+        loop {
+            match state.used.checked_add(bytes) {
+                Some(total) if total <= inner.limit => {
+                    state.used = total;
+                    state.peak = state.peak.max(total);
+                    self.size += bytes;
+                    return Ok(());
+                }
+                _ => {}
+            }
+            let now = Instant::now();
+            if bytes > inner.limit || deadline.is_some_and(|d| now >= d) {
+                return Err(MemoryRefused {
+                    consumer: self.consumer.clone(),
+                    requested: bytes,
+                    used: state.used,
+                    limit: inner.limit,
+                });
+            }
+            state = match deadline {
+                Some(d) => {
+                    inner
+                        .released
+                        .wait_timeout(state, d - now)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0
+                }
+                None => inner
+                    .released
+                    .wait(state)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            };
+            if state.releases != seen {
+                seen = state.releases;
+                deadline = Instant::now().checked_add(stall);
+            }
+        }
+    }
+
     /// Give back `bytes` (at most what is held).
     pub fn shrink(&mut self, bytes: u64) {
         let bytes = bytes.min(self.size);
+        if bytes == 0 {
+            return;
+        }
         let mut state = self.budget.state();
         state.used -= bytes;
+        state.releases = state.releases.wrapping_add(1);
         self.size -= bytes;
+        drop(state);
+        self.budget.inner.released.notify_all();
+    }
+
+    /// The budget this reservation holds bytes of.
+    #[must_use]
+    pub fn budget(&self) -> &MemoryBudget {
+        &self.budget
     }
 
     /// Hold exactly `bytes`.
@@ -360,6 +453,57 @@ impl MemoryReservation {
 impl Drop for MemoryReservation {
     fn drop(&mut self) {
         self.shrink(self.size);
+    }
+}
+
+/// Bytes of a [`MemoryBudget`] held by a value (e.g. [`crate::CanvasRows`]) for as long as it
+/// lives; given back when the value is dropped.
+///
+/// It does not take part in the value's identity: a clone holds nothing (the clone's memory is
+/// the cloner's to account for), and any two compare equal.
+#[derive(Debug, Default)]
+pub struct HeldMemory(Option<MemoryReservation>);
+
+impl HeldMemory {
+    /// Nothing held.
+    #[must_use]
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// Hold `reservation` until dropped.
+    #[must_use]
+    pub fn new(reservation: MemoryReservation) -> Self {
+        Self(Some(reservation))
+    }
+
+    /// Bytes held.
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        self.0.as_ref().map_or(0, MemoryReservation::size)
+    }
+
+    /// Take the reservation out (to hand it to a new owner, or to drop it early).
+    pub fn take(&mut self) -> Option<MemoryReservation> {
+        self.0.take()
+    }
+}
+
+impl From<MemoryReservation> for HeldMemory {
+    fn from(reservation: MemoryReservation) -> Self {
+        Self::new(reservation)
+    }
+}
+
+impl Clone for HeldMemory {
+    fn clone(&self) -> Self {
+        Self::none()
+    }
+}
+
+impl PartialEq for HeldMemory {
+    fn eq(&self, _other: &Self) -> bool {
+        true
     }
 }
 
@@ -421,6 +565,52 @@ mod tests {
         drop(b);
         assert_eq!(budget.used(), 0);
         assert_eq!(budget.peak(), 100);
+    }
+
+    #[test]
+    fn waiting_reservations_get_released_bytes() {
+        let budget = MemoryBudget::with_bytes(100);
+        let held = budget.try_reserve(80, "rows downstream").unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(held);
+        });
+        let got = budget
+            .reserve_waiting(50, "next rows", Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(got.size(), 50);
+        releaser.join().unwrap();
+        assert_eq!(budget.used(), 50);
+        // Nothing is given back: refused after the stall time.
+        let started = Instant::now();
+        let err = budget
+            .reserve_waiting(60, "more rows", Duration::from_millis(30))
+            .unwrap_err();
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        assert!(err.to_string().contains("[pipeline] memory_limit"), "{err}");
+        // More than the whole limit: refused at once, even with no stall limit.
+        let started = Instant::now();
+        assert!(
+            budget
+                .reserve_waiting(101, "too big", Duration::MAX)
+                .is_err()
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        drop(got);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn held_memory_is_not_part_of_the_value() {
+        let budget = MemoryBudget::with_bytes(100);
+        let held = HeldMemory::new(budget.try_reserve(30, "rows").unwrap());
+        assert_eq!(held.bytes(), 30);
+        let copy = held.clone();
+        assert_eq!(copy.bytes(), 0);
+        assert_eq!(copy, held);
+        assert_eq!(budget.used(), 30);
+        drop(held);
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! <path>/probabilities/zarr.json   group
 //! <path>/probabilities/<h>         float32 (slide height, slide width, channels of head h),
 //!                                  fill value 0 (pixels outside the canvas are never written),
-//!                                  sharded (one shard row = 256 rows), inner chunks zstd;
+//!                                  sharded (one shard row = 256 rows), inner chunks zstd
+//!                                  (compressed and written by a thread of the store's own);
 //!                                  attributes {"head": name}
 //! ```
 //! The store is written to `<path>.part` and renamed to `<path>` by [`ProbabilityStore::finish`];
@@ -25,6 +26,7 @@ use zarrs::group::GroupBuilder;
 use crate::canvas_plan::CanvasPlan;
 use crate::canvas_rows::CanvasRows;
 use crate::memory_budget::MemoryBudget;
+use crate::row_sink::FinalRows;
 use crate::stitch_errors::StitchError;
 use crate::stitcher::HeadSpec;
 use crate::zarr_row_writer::{ArraySpec, WriterGeometry, ZarrLayout, ZarrRowWriter, create_arrays};
@@ -43,7 +45,8 @@ impl ProbabilityStore {
     ///
     /// # Errors
     /// [`StitchError::OutputExists`] when `path` exists; the buffer of one shard row not fitting
-    /// `budget`; file system and Zarr errors, with the path.
+    /// `budget` (the stitch stages add a second buffer when the budget has room for it, so that
+    /// writes overlap stitching); file system and Zarr errors, with the path.
     pub fn create(
         path: &Path,
         plan: &CanvasPlan,
@@ -124,7 +127,7 @@ impl ProbabilityStore {
                 offset: plan.origin(),
             },
             reservation,
-        );
+        )?;
         Ok(Self {
             path: path.to_path_buf(),
             part_path,
@@ -143,6 +146,40 @@ impl ProbabilityStore {
                 reason: "rows written after finish".into(),
             }),
         }
+    }
+
+    /// Write the next final rows straight from the stitcher (normalised into the writer's
+    /// buffer).
+    pub(crate) fn write_final(&mut self, rows: &mut FinalRows<'_>) -> Result<(), StitchError> {
+        match &mut self.writer {
+            Some(writer) => writer.write_with(rows.y0(), rows.y1(), &mut |a, b, out| {
+                rows.normalise_into(a, b, out);
+            }),
+            None => Err(StitchError::RowsMismatch {
+                reason: "rows written after finish".into(),
+            }),
+        }
+    }
+
+    /// Bytes of the budget the store holds (its buffers).
+    pub(crate) fn reserved_bytes(&self) -> u64 {
+        self.writer
+            .as_ref()
+            .map_or(0, ZarrRowWriter::reserved_bytes)
+    }
+
+    /// Reserve a second writer buffer when the budget has room (and `headroom` more).
+    pub(crate) fn try_add_buffer(&mut self, headroom: u64) -> bool {
+        self.writer
+            .as_mut()
+            .is_some_and(|writer| writer.try_add_buffer(headroom))
+    }
+
+    /// Time spent waiting for the writer thread.
+    pub(crate) fn waited(&self) -> std::time::Duration {
+        self.writer
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, ZarrRowWriter::waited)
     }
 
     /// Write the last rows and move the store to its final path.

@@ -195,6 +195,12 @@ pub enum StitchError {
     /// The downstream receiver hung up before all rows were sent.
     #[error("the stitch output channel was closed by its receiver before all rows were sent")]
     OutputClosed,
+    /// An earlier error (a refused reservation for final rows, a failed write, a closed output)
+    /// stopped the stitcher while it handed out rows; it cannot go on. Start a new one.
+    #[error(
+        "the stitcher was interrupted by an earlier error while handing out rows; start a new one"
+    )]
+    Interrupted,
     /// The stitch stage thread panicked.
     #[error("the stitch stage thread panicked: {message}")]
     StagePanicked {

@@ -1,13 +1,15 @@
 //! The stitch stage as a thread body: patches in from a bounded channel, rows (or the full
 //! canvas) out.
 //!
-//! Back-pressure: the stage blocks on `send` when the downstream channel is full, so it stops
-//! reading its input, whose bounded channel then blocks inference. Errors end the stage: it
+//! Back-pressure: the stage blocks on `send` when the downstream channel is full, and waits for
+//! memory when the rows handed out fill the budget, so it stops reading its input, whose
+//! bounded channel then blocks inference. Errors end the stage: it
 //! returns the error and drops both channel ends, so the producer's next `send` and the
 //! consumer's next `recv` fail and they stop too.
 
 use std::path::PathBuf;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -15,6 +17,7 @@ use crate::canvas_rows::CanvasRows;
 use crate::full_canvas::{FullCanvas, FullCanvasBuilder};
 use crate::patch_prediction::PredictionBatch;
 use crate::probability_store::ProbabilityStore;
+use crate::row_sink::{FinalRows, RowSink, Taken};
 use crate::stitch_errors::StitchError;
 use crate::stitcher::{StitchMetrics, Stitcher};
 use crate::zarr_spill::SpillConfig;
@@ -30,34 +33,73 @@ pub struct StitchReport {
     pub spilled_bytes: u64,
 }
 
+/// Full-canvas mode: rows go straight into the canvas (reserved) or the spill writer's
+/// buffers (reserved), and into the probability store's buffers.
+struct CanvasSink<'a> {
+    canvas: &'a mut FullCanvasBuilder,
+    store: Option<&'a mut ProbabilityStore>,
+}
+
+impl RowSink for CanvasSink<'_> {
+    fn take(&mut self, rows: &mut FinalRows<'_>) -> Result<Taken, StitchError> {
+        let waited = |sink: &Self| {
+            sink.canvas.waited() + sink.store.as_ref().map_or(Duration::ZERO, |s| s.waited())
+        };
+        let before = waited(self);
+        self.canvas.push_final(rows)?;
+        if let Some(store) = &mut self.store {
+            store.write_final(rows)?;
+        }
+        Ok(Taken {
+            waited: waited(self).saturating_sub(before),
+            items: 0,
+        })
+    }
+}
+
 /// Rows-streaming mode: stitch every batch from `input` and send final rows to `output` as soon
 /// as they are final; save them to `probabilities` too when given. Returns when `input` is
 /// closed (all senders dropped) and every row was sent.
 ///
+/// Every [`CanvasRows`] sent holds its bytes of the budget until the consumer drops it. When the
+/// next item does not fit, the stage waits for bytes to be given back (for up to
+/// [`crate::StitchParams::memory_wait`] without any), so that the rows in flight stay within
+/// the budget: the channel holds at most `capacity × chunk_bytes`
+/// ([`crate::StitchParams::chunk_bytes`]), the consumer what it keeps, all of it reserved.
+///
 /// # Errors
-/// Any [`Stitcher::push`] / [`Stitcher::finish`] error, a probability-store error, or
-/// [`StitchError::OutputClosed`] when the receiver of `output` hung up.
+/// Any [`Stitcher::push`] / [`Stitcher::finish`] error, a probability-store error,
+/// [`StitchError::Memory`] when rows cannot be reserved (not even one row next to the window,
+/// or nothing given back for `memory_wait`), or [`StitchError::OutputClosed`] when the receiver
+/// of `output` hung up.
 pub fn run_rows_stage(
     mut stitcher: Stitcher,
     input: &Receiver<PredictionBatch>,
     output: &Sender<CanvasRows>,
     mut probabilities: Option<ProbabilityStore>,
 ) -> Result<StitchReport, StitchError> {
-    let mut emit = |rows: Vec<CanvasRows>| -> Result<(), StitchError> {
-        for r in rows {
-            if let Some(store) = &mut probabilities {
-                store.write_rows(&r)?;
-            }
-            output.send(r).map_err(|_| StitchError::OutputClosed)?;
+    if let Some(store) = &mut probabilities {
+        // A second store buffer only where it leaves room for the rows in flight: the channel's
+        // items, one in the consumer's hands and one being made.
+        let in_flight = output.capacity().unwrap_or(1) as u64 + 2;
+        store.try_add_buffer(in_flight * stitcher.params().chunk_bytes());
+    }
+    let store_bytes = probabilities
+        .as_ref()
+        .map_or(0, ProbabilityStore::reserved_bytes);
+    let mut emit = |rows: CanvasRows| -> Result<(), StitchError> {
+        if let Some(store) = &mut probabilities {
+            store.write_rows(&rows)?;
         }
-        Ok(())
+        output.send(rows).map_err(|_| StitchError::OutputClosed)
     };
     for batch in input {
         tracing::trace!(patches = batch.patches.len(), "stitch batch");
-        emit(stitcher.push_all(batch.patches)?)?;
+        for patch in batch.patches {
+            stitcher.push_reserving(patch, store_bytes, &mut emit)?;
+        }
     }
-    let (rows, metrics) = stitcher.finish()?;
-    emit(rows)?;
+    let metrics = stitcher.finish_reserving(store_bytes, &mut emit)?;
     let probabilities = probabilities.map(ProbabilityStore::finish).transpose()?;
     Ok(StitchReport {
         metrics,
@@ -68,6 +110,8 @@ pub fn run_rows_stage(
 
 /// Full-canvas mode: stitch everything from `input` into one [`FullCanvas`] (in RAM, or spilled
 /// to Zarr under `spill` when over the budget); save the maps to `probabilities` when given.
+/// Rows are normalised straight into the reserved canvas or the spill writer's reserved
+/// buffers; compression and writes run on the writers' own threads.
 ///
 /// # Errors
 /// As [`run_rows_stage`], plus spill errors.
@@ -84,20 +128,22 @@ pub fn run_full_canvas_stage(
         &stitcher.params().budget,
         &spill,
     )?;
-    let mut keep = |rows: Vec<CanvasRows>| -> Result<(), StitchError> {
-        for r in rows {
-            if let Some(store) = &mut probabilities {
-                store.write_rows(&r)?;
-            }
-            canvas.push(r)?;
-        }
-        Ok(())
+    // Second buffers (stitching overlaps compression) where the budget has room for them.
+    canvas.try_add_buffer(0);
+    if let Some(store) = &mut probabilities {
+        store.try_add_buffer(0);
+    }
+    let mut sink = CanvasSink {
+        canvas: &mut canvas,
+        store: probabilities.as_mut(),
     };
     for batch in input {
-        keep(stitcher.push_all(batch.patches)?)?;
+        tracing::trace!(patches = batch.patches.len(), "stitch batch");
+        for patch in batch.patches {
+            stitcher.push_into(patch, &mut sink)?;
+        }
     }
-    let (rows, metrics) = stitcher.finish()?;
-    keep(rows)?;
+    let metrics = stitcher.finish_into(&mut sink)?;
     let canvas = canvas.finish()?;
     let probabilities = probabilities.map(ProbabilityStore::finish).transpose()?;
     let report = StitchReport {

@@ -9,6 +9,7 @@ use crate::canvas_rows::CanvasRows;
 use crate::memory_budget::{MemoryBudget, MemoryReservation};
 use crate::patch_prediction::PatchPrediction;
 use crate::patches_to_bands::BandBuilder;
+use crate::row_sink::{Emit, FinalRows, ReservingSink, RowSink};
 use crate::stitch_errors::{PlanError, StitchError};
 
 /// One model head: its name (used for the saved probability arrays) and channel count.
@@ -33,8 +34,10 @@ impl HeadSpec {
 
 /// What the stitcher needs to know, fixed for one slide.
 ///
-/// Defaults: none; every field is given. [`StitchParams::new`] checks that every planned box has
-/// the patch output size and that every head has at least one channel.
+/// [`StitchParams::new`] takes the plan, the patch output size, the heads and the budget, and
+/// checks that every planned box has the patch output size and that every head has at least one
+/// channel. The other fields have defaults: `reorder_allowance` 0, `rows_per_chunk` 0 (one
+/// [`CanvasRows`] per band step), `memory_wait` 60 s.
 #[derive(Debug, Clone)]
 pub struct StitchParams {
     /// The canvas and the merge order (from the grid, the mask selection and the slide size).
@@ -49,6 +52,17 @@ pub struct StitchParams {
     /// patches upstream can reorder (workers × batch size), so that a full canvas reserved later
     /// cannot take that room. More patches may wait; they reserve as they come.
     pub reorder_allowance: usize,
+    /// The most rows in one [`CanvasRows`] handed out (default 0: no limit, one item per band
+    /// step, i.e. the rows between two band tops, [`CanvasPlan::row_step`] in a regular grid).
+    /// Every item holds its bytes of the budget until dropped; smaller items let rows flow in
+    /// finer steps under a tight budget. See [`StitchParams::chunk_bytes`].
+    pub rows_per_chunk: usize,
+    /// How long the stitcher waits, before it hands out rows that do not fit the budget, for
+    /// memory held by rows handed out earlier (or anywhere else in the budget) to be given back
+    /// before it fails with an error naming `[pipeline] memory_limit` (default 60 s). The wait starts again whenever some bytes are given back, so a slow
+    /// consumer is waited for; only a consumer that keeps its rows while it waits for more (it
+    /// needs more rows than the budget holds) makes it fail. Zero fails at once.
+    pub memory_wait: Duration,
 }
 
 impl StitchParams {
@@ -100,7 +114,55 @@ impl StitchParams {
             heads,
             budget,
             reorder_allowance: 0,
+            rows_per_chunk: 0,
+            memory_wait: Duration::from_secs(60),
         })
+    }
+
+    /// Set [`StitchParams::rows_per_chunk`].
+    #[must_use]
+    pub fn with_rows_per_chunk(mut self, rows: usize) -> Self {
+        self.rows_per_chunk = rows;
+        self
+    }
+
+    /// Set [`StitchParams::memory_wait`].
+    #[must_use]
+    pub fn with_memory_wait(mut self, wait: Duration) -> Self {
+        self.memory_wait = wait;
+        self
+    }
+
+    /// Bytes of one canvas row, every head: `canvas width × ΣC × 4`.
+    #[must_use]
+    pub fn row_bytes(&self) -> u64 {
+        (self.plan.width() * self.channels().iter().sum::<usize>() * 4) as u64
+    }
+
+    /// The most rows in one [`CanvasRows`]: [`StitchParams::rows_per_chunk`] when set, and never
+    /// more than the most rows one band step makes final (the largest gap between band tops, or
+    /// the last band's rows in the canvas).
+    #[must_use]
+    pub fn max_chunk_rows(&self) -> usize {
+        let plan = &self.plan;
+        let bands = plan.bands();
+        let gaps = bands.windows(2).map(|w| (w[1].y0 - w[0].y0) as usize);
+        let last = bands
+            .last()
+            .map_or(0, |b| plan.height().saturating_sub(b.y0 as usize));
+        let step = gaps.chain([last]).max().unwrap_or(0).min(plan.height());
+        match self.rows_per_chunk {
+            0 => step,
+            rows => rows.min(step),
+        }
+    }
+
+    /// Bytes of the largest [`CanvasRows`] handed out:
+    /// [`StitchParams::max_chunk_rows`] × [`StitchParams::row_bytes`]. A bounded channel of
+    /// capacity `n` holds at most `n` times this, all of it reserved.
+    #[must_use]
+    pub fn chunk_bytes(&self) -> u64 {
+        self.max_chunk_rows() as u64 * self.row_bytes()
     }
 
     /// Set [`StitchParams::reorder_allowance`].
@@ -151,12 +213,16 @@ pub struct StitchMetrics {
     pub zero_blocks: u64,
     /// Canvas rows emitted.
     pub rows_out: u64,
-    /// [`CanvasRows`] items emitted.
+    /// [`CanvasRows`] items emitted (none in full-canvas mode: rows go straight into the
+    /// canvas or the spill writer).
     pub row_chunks_out: u64,
     /// The most patches waiting at once for an earlier patch.
     pub peak_pending_patches: u64,
-    /// Time spent merging and normalising.
+    /// Time spent merging and normalising (waiting for downstream excluded).
     pub busy: Duration,
+    /// Time spent waiting for downstream: a full output channel, memory held by rows handed
+    /// out, a busy Zarr writer.
+    pub waiting: Duration,
 }
 
 /// The running stitch: push patches in any order, receive final rows as soon as they are final.
@@ -179,8 +245,8 @@ pub struct Stitcher {
     band_merged: usize,
     band: BandBuilder,
     rows: RowAccumulator,
-    /// Rows final but not yet handed out.
-    ready: Vec<CanvasRows>,
+    /// An error from a row sink left the stitcher between two steps: it cannot go on.
+    interrupted: bool,
 
     // EXECUTION RESOURCES
     _window: MemoryReservation,
@@ -228,14 +294,13 @@ impl Stitcher {
             band_merged: 0,
             band,
             rows,
-            ready: Vec::new(),
+            interrupted: false,
             _window: window,
             pending_reservation,
             pending_bytes: 0,
             metrics: StitchMetrics::default(),
         };
         stitcher.begin_band();
-        stitcher.complete_finished_bands();
         Ok(stitcher)
     }
 
@@ -263,29 +328,117 @@ impl Stitcher {
         self.pending.len()
     }
 
+    /// Bytes this stitcher holds of the budget now (the window and waiting patches).
+    pub(crate) fn held_bytes(&self) -> u64 {
+        self._window.size() + self.pending_reservation.size()
+    }
+
     /// Merge one patch (any order) and return the rows that became final, top to bottom.
+    ///
+    /// Each item holds its bytes of the budget until dropped (see [`Stitcher::push_with`],
+    /// which hands items out one by one and is the bounded way to stream rows).
     ///
     /// # Errors
     /// A patch that is not selected in the plan, arrives twice, has another output box or
     /// wrong block shapes; a refused reservation for a patch that must wait. The stitcher is
-    /// unchanged by a refused patch.
+    /// unchanged by a refused patch. Rows that cannot be reserved (as in
+    /// [`Stitcher::push_with`]) leave it interrupted: later calls fail with
+    /// [`StitchError::Interrupted`].
     pub fn push(&mut self, patch: PatchPrediction) -> Result<Vec<CanvasRows>, StitchError> {
+        let mut out = Vec::new();
+        self.push_with(patch, |rows| {
+            out.push(rows);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Merge several patches; the rows that became final, top to bottom.
+    ///
+    /// # Errors
+    /// As [`Stitcher::push`]; patches before the bad one stay merged.
+    pub fn push_all(
+        &mut self,
+        patches: impl IntoIterator<Item = PatchPrediction>,
+    ) -> Result<Vec<CanvasRows>, StitchError> {
+        let mut out = Vec::new();
+        for patch in patches {
+            self.push_with(patch, |rows| {
+                out.push(rows);
+                Ok(())
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// Merge one patch (any order) and hand each item of rows that became final to `emit`, top
+    /// to bottom, as soon as it is made (e.g. send it on a bounded channel).
+    ///
+    /// Items have at most [`StitchParams::max_chunk_rows`] rows, fewer when the budget could
+    /// never hold that many next to the window, and each holds its bytes of the budget
+    /// ([`CanvasRows::memory`]) until dropped. When the next item does not fit, this waits for
+    /// bytes to be given back (the consumer dropping earlier rows), for up to
+    /// [`StitchParams::memory_wait`] without any. So the rows handed out and not yet dropped
+    /// never exceed the budget, wherever they are.
+    ///
+    /// # Errors
+    /// As [`Stitcher::push`]; [`StitchError::Memory`] when not even one row fits next to the
+    /// window, or nothing was given back for `memory_wait`; the error `emit` returns. Both leave
+    /// the stitcher interrupted.
+    pub fn push_with(
+        &mut self,
+        patch: PatchPrediction,
+        mut emit: impl FnMut(CanvasRows) -> Result<(), StitchError>,
+    ) -> Result<(), StitchError> {
+        self.push_reserving(patch, 0, &mut emit)
+    }
+
+    /// [`Stitcher::push_with`]; `also_held` more bytes are held for good by the caller.
+    pub(crate) fn push_reserving(
+        &mut self,
+        patch: PatchPrediction,
+        also_held: u64,
+        emit: &mut Emit<'_>,
+    ) -> Result<(), StitchError> {
+        let mut sink = self.reserving_sink(also_held, emit);
+        self.push_into(patch, &mut sink)
+    }
+
+    fn reserving_sink<'e, 'f>(
+        &self,
+        also_held: u64,
+        emit: &'e mut Emit<'f>,
+    ) -> ReservingSink<'e, 'f> {
+        ReservingSink::new(
+            self.params.budget.clone(),
+            self.params.max_chunk_rows(),
+            self.held_bytes() + also_held,
+            self.params.memory_wait,
+            emit,
+        )
+    }
+
+    /// Merge one patch (any order); rows that become final go to `sink` at once.
+    pub(crate) fn push_into(
+        &mut self,
+        patch: PatchPrediction,
+        sink: &mut dyn RowSink,
+    ) -> Result<(), StitchError> {
+        if self.interrupted {
+            return Err(StitchError::Interrupted);
+        }
         let rank = self.check(&patch)?;
         if rank == self.next_rank {
             let started = Instant::now();
+            let waited_before = self.metrics.waiting;
             self.metrics.patches_in += 1;
-            self.merge(&patch);
-            while let Some(next) = self.pending.remove(&self.next_rank) {
-                self.pending_bytes -= next.byte_size();
-                self.merge(&next);
+            let merged = self.merge_in_order(patch, sink);
+            let waited = self.metrics.waiting.saturating_sub(waited_before);
+            self.metrics.busy += started.elapsed().saturating_sub(waited);
+            if merged.is_err() {
+                self.interrupted = true;
             }
-            let allowance = self.params.reorder_allowance as u64 * self.params.patch_bytes();
-            let keep = allowance.max(self.pending_bytes);
-            if self.pending_reservation.size() > keep {
-                self.pending_reservation
-                    .shrink(self.pending_reservation.size() - keep);
-            }
-            self.metrics.busy += started.elapsed();
+            merged
         } else {
             let needed = self.pending_bytes + patch.byte_size();
             if needed > self.pending_reservation.size() {
@@ -299,23 +452,38 @@ impl Stitcher {
                 .metrics
                 .peak_pending_patches
                 .max(self.pending.len() as u64);
+            Ok(())
         }
-        Ok(std::mem::take(&mut self.ready))
     }
 
-    /// Merge several patches; the rows that became final, top to bottom.
-    ///
-    /// # Errors
-    /// As [`Stitcher::push`]; patches before the bad one stay merged.
-    pub fn push_all(
+    /// Merge `patch` (of rank `next_rank`) and every waiting patch that follows it.
+    fn merge_in_order(
         &mut self,
-        patches: impl IntoIterator<Item = PatchPrediction>,
-    ) -> Result<Vec<CanvasRows>, StitchError> {
-        let mut out = Vec::new();
-        for patch in patches {
-            out.extend(self.push(patch)?);
+        patch: PatchPrediction,
+        sink: &mut dyn RowSink,
+    ) -> Result<(), StitchError> {
+        // Bands that need no patch (a ring band above the tissue) are done before the first.
+        self.complete_finished_bands(sink)?;
+        self.merge(&patch, sink)?;
+        drop(patch);
+        while let Some(next) = self.pending.remove(&self.next_rank) {
+            self.merge(&next, sink)?;
+            self.pending_bytes -= next.byte_size();
+            drop(next);
+            self.shrink_pending();
         }
-        Ok(out)
+        self.shrink_pending();
+        Ok(())
+    }
+
+    /// Give back pending-patch bytes above max(allowance, bytes waiting).
+    fn shrink_pending(&mut self) {
+        let allowance = self.params.reorder_allowance as u64 * self.params.patch_bytes();
+        let keep = allowance.max(self.pending_bytes);
+        if self.pending_reservation.size() > keep {
+            self.pending_reservation
+                .shrink(self.pending_reservation.size() - keep);
+        }
     }
 
     /// End of input: every selected patch must have arrived. Returns the last rows (usually
@@ -323,8 +491,47 @@ impl Stitcher {
     /// counters; frees the window.
     ///
     /// # Errors
-    /// [`StitchError::MissingPatches`] when some selected patch never arrived.
-    pub fn finish(mut self) -> Result<(Vec<CanvasRows>, StitchMetrics), StitchError> {
+    /// [`StitchError::MissingPatches`] when some selected patch never arrived; rows that cannot
+    /// be reserved.
+    pub fn finish(self) -> Result<(Vec<CanvasRows>, StitchMetrics), StitchError> {
+        let mut out = Vec::new();
+        let metrics = self.finish_with(|rows| {
+            out.push(rows);
+            Ok(())
+        })?;
+        Ok((out, metrics))
+    }
+
+    /// End of input; the last rows go to `emit` as in [`Stitcher::push_with`]. Returns the
+    /// counters.
+    ///
+    /// # Errors
+    /// As [`Stitcher::finish`], and the error `emit` returns.
+    pub fn finish_with(
+        self,
+        mut emit: impl FnMut(CanvasRows) -> Result<(), StitchError>,
+    ) -> Result<StitchMetrics, StitchError> {
+        self.finish_reserving(0, &mut emit)
+    }
+
+    /// [`Stitcher::finish_with`]; `also_held` more bytes are held for good by the caller.
+    pub(crate) fn finish_reserving(
+        self,
+        also_held: u64,
+        emit: &mut Emit<'_>,
+    ) -> Result<StitchMetrics, StitchError> {
+        let mut sink = self.reserving_sink(also_held, emit);
+        self.finish_into(&mut sink)
+    }
+
+    /// End of input; the last rows go to `sink`.
+    pub(crate) fn finish_into(
+        mut self,
+        sink: &mut dyn RowSink,
+    ) -> Result<StitchMetrics, StitchError> {
+        if self.interrupted {
+            return Err(StitchError::Interrupted);
+        }
         let selected = self.params.plan.selected_count();
         if self.next_rank < selected {
             let first_missing = self
@@ -338,8 +545,8 @@ impl Stitcher {
                 first_missing,
             });
         }
-        self.complete_finished_bands();
-        Ok((std::mem::take(&mut self.ready), self.metrics))
+        self.complete_finished_bands(sink)?;
+        Ok(self.metrics)
     }
 
     /// Validate a patch and return its merge rank.
@@ -398,7 +605,11 @@ impl Stitcher {
     }
 
     /// Merge the patch of rank `next_rank` into its band.
-    fn merge(&mut self, patch: &PatchPrediction) {
+    fn merge(
+        &mut self,
+        patch: &PatchPrediction,
+        sink: &mut dyn RowSink,
+    ) -> Result<(), StitchError> {
         let planned = *self
             .params
             .plan
@@ -419,12 +630,12 @@ impl Stitcher {
         }
         self.next_rank += 1;
         self.band_merged += 1;
-        self.complete_finished_bands();
+        self.complete_finished_bands(sink)
     }
 
-    /// Fold every band whose selected patches are all merged, and emit the rows above the next
-    /// band's top edge.
-    fn complete_finished_bands(&mut self) {
+    /// Fold every band whose selected patches are all merged, and hand the rows above the next
+    /// band's top edge to `sink`.
+    fn complete_finished_bands(&mut self, sink: &mut dyn RowSink) -> Result<(), StitchError> {
         let bands = self.params.plan.bands();
         while let Some(band) = bands.get(self.band_index) {
             if self.band_merged < band.selected {
@@ -435,10 +646,14 @@ impl Stitcher {
             let next_top = bands
                 .get(self.band_index + 1)
                 .map_or(usize::MAX, |b| b.y0 as usize);
-            if let Some(rows) = self.rows.emit_until(next_top) {
-                self.metrics.rows_out += rows.rows as u64;
-                self.metrics.row_chunks_out += 1;
-                self.ready.push(rows);
+            let end = self.rows.final_end(next_top);
+            let y0 = self.rows.base();
+            if end > y0 {
+                let taken = sink.take(&mut FinalRows::new(&mut self.rows, end))?;
+                self.metrics.waiting += taken.waited;
+                self.rows.release_until(end);
+                self.metrics.rows_out += (end - y0) as u64;
+                self.metrics.row_chunks_out += taken.items;
             }
             self.band_index += 1;
             self.band_merged = 0;
@@ -448,6 +663,7 @@ impl Stitcher {
                     .begin(self.rows.filled(), self.rows.rows_in_canvas(height));
             }
         }
+        Ok(())
     }
 
     /// Prepare the builder for the band at `band_index` (whose top is the accumulator base).
@@ -533,6 +749,10 @@ mod tests {
         let rows = s.push(patch(&boxes, 0, 2, 1.0)).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(s.pending_patches(), 1);
+        // The rows hold their bytes until dropped.
+        assert_eq!(rows[0].memory.bytes(), rows[0].byte_size());
+        assert_eq!(budget.used(), window + 48 + rows[0].byte_size());
+        drop(rows);
         assert!(matches!(
             s.push(patch(&boxes, 0, 2, 1.0)),
             Err(StitchError::DuplicatePatch { index: 0 })

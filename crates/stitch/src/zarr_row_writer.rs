@@ -1,15 +1,20 @@
 //! Writes canvas rows, top to bottom, into Zarr V3 arrays (one per head), sharded and zstd
 //! compressed, one shard row at a time.
 //!
-//! Rows are buffered until a whole shard row (all shards at one shard-grid y) is complete, then
-//! written with one `store_array_subset` per head. Every shard is therefore written exactly once,
-//! by this one writer: never two writers on one chunk, no read-modify-write of a finished shard.
+//! Rows are gathered in a reserved buffer until a whole shard row (all shards at one shard-grid
+//! y) is complete, then handed to the writer's own thread, which compresses and writes it with
+//! one `store_array_subset` per head. Every shard is therefore written exactly once, by that one
+//! thread: never two writers on one chunk, no read-modify-write of a finished shard.
 //! Used by the temporary canvas spill ([`crate::zarr_spill`]) and the saved probability maps
 //! ([`crate::probability_store`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, Sender, bounded};
 use zarrs::array::codec::ZstdCodec;
 use zarrs::array::{Array, ArrayBuilder, ArraySubset, data_type};
 use zarrs::filesystem::FilesystemStore;
@@ -98,171 +103,49 @@ pub(crate) fn create_arrays(
         .collect()
 }
 
-/// Buffers rows into whole shard rows and writes them.
+/// Appends canvas rows `a .. b` of every head (full canvas width) to the given vectors.
+pub(crate) type ProduceRows<'a> = dyn FnMut(usize, usize, &mut [Vec<f32>]) + 'a;
+
+/// The most shard-row buffers a writer uses: one being filled by the stitch thread while the
+/// other is compressed and written by the writer thread.
+const MAX_BLOCKS: usize = 2;
+
+/// Canvas rows of one shard row (or fewer), full canvas width, every head: what the stitch
+/// thread fills and the writer thread writes.
 #[derive(Debug)]
-pub(crate) struct ZarrRowWriter {
+struct RowBlock {
+    /// Canvas row of the block's first row.
+    y0: usize,
+    /// Per head: rows × canvas width × channels.
+    heads: Vec<Vec<f32>>,
+}
+
+/// What the writer thread shares with the writer.
+#[derive(Debug)]
+struct WriterShared {
     store_path: PathBuf,
     arrays: Vec<Array<FilesystemStore>>,
     channels: Vec<usize>,
     geometry: WriterGeometry,
-    shard_height: u64,
-    /// Canvas rows received so far (the next row expected).
-    next_y: usize,
-    /// Canvas row of buffer row 0.
-    buffer_y0: usize,
-    /// Per head: buffered rows × canvas width × channels.
-    buffer: Vec<Vec<f32>>,
-    reservation: MemoryReservation,
-    bytes_written: u64,
+    bytes_written: AtomicU64,
 }
 
-impl ZarrRowWriter {
-    /// A writer for `arrays` (as made by [`create_arrays`]) with `reservation` holding at least
-    /// [`ZarrRowWriter::buffer_bytes`].
-    pub(crate) fn new(
-        store_path: PathBuf,
-        arrays: Vec<Array<FilesystemStore>>,
-        channels: Vec<usize>,
-        geometry: WriterGeometry,
-        reservation: MemoryReservation,
-    ) -> Self {
-        let shard_height = arrays
-            .first()
-            .and_then(|a| a.chunk_shape(&[0, 0, 0]).ok())
-            .map_or(1, |shape| shape[0].get());
-        Self {
-            store_path,
-            arrays,
-            channels: channels.clone(),
-            geometry,
-            shard_height,
-            next_y: 0,
-            buffer_y0: 0,
-            buffer: channels.iter().map(|_| Vec::new()).collect(),
-            reservation,
-            bytes_written: 0,
-        }
-    }
-
-    /// Bytes the row buffer needs: one shard row of the canvas width.
-    pub(crate) fn buffer_bytes(
-        layout: ZarrLayout,
-        array_height: u64,
-        width: usize,
-        channels: &[usize],
-    ) -> u64 {
-        let rows = layout.chunk[0].clamp(1, array_height.max(1));
-        rows * (width * channels.iter().sum::<usize>() * 4) as u64
-    }
-
-    /// The reservation (to resize once other memory is released).
-    pub(crate) fn reservation_mut(&mut self) -> &mut MemoryReservation {
-        &mut self.reservation
-    }
-
-    /// Uncompressed bytes written so far.
-    pub(crate) fn bytes_written(&self) -> u64 {
-        self.bytes_written
-    }
-
-    /// The arrays.
-    pub(crate) fn arrays(&self) -> &[Array<FilesystemStore>] {
-        &self.arrays
-    }
-
-    /// Add the next rows (they must follow the rows before).
-    pub(crate) fn push(&mut self, rows: &CanvasRows) -> Result<(), StitchError> {
-        let [width, height] = self.geometry.canvas_size;
-        if rows.y0 != self.next_y
-            || rows.width != width
-            || rows.y1() > height
-            || rows.channels != self.channels
-        {
-            return Err(StitchError::RowsMismatch {
-                reason: format!(
-                    "got rows {}..{} of width {} with channels {:?}; expected rows from {} of \
-                     width {width} (canvas height {height}) with channels {:?}",
-                    rows.y0,
-                    rows.y1(),
-                    rows.width,
-                    rows.channels,
-                    self.next_y,
-                    self.channels
-                ),
-            });
-        }
-        // Fast path: the rows are exactly one whole shard row and nothing is buffered; write
-        // them without a copy (the spill store's shard rows are aligned to the stitcher's bands).
-        if self.next_y == self.buffer_y0 && rows.y1() == self.shard_row_end(rows.y0) {
-            self.write_rows(rows.y0, rows.rows, &rows.heads)?;
-            self.next_y = rows.y1();
-            self.buffer_y0 = self.next_y;
-            return Ok(());
-        }
-        let mut y = rows.y0;
-        while y < rows.y1() {
-            let boundary = self.shard_row_end(y).min(rows.y1());
-            for (head, &c) in self.channels.iter().enumerate() {
-                let src =
-                    &rows.heads[head][(y - rows.y0) * width * c..(boundary - rows.y0) * width * c];
-                self.buffer[head].extend_from_slice(src);
-            }
-            y = boundary;
-            self.next_y = y;
-            if y == self.shard_row_end(self.buffer_y0) {
-                self.flush()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Write what is buffered (the last, partial shard row) and check every row arrived.
-    pub(crate) fn finish(&mut self) -> Result<(), StitchError> {
-        self.flush()?;
-        let height = self.geometry.canvas_size[1];
-        if self.next_y != height {
-            return Err(StitchError::RowsMismatch {
-                reason: format!("only {} of {height} canvas rows were written", self.next_y),
-            });
-        }
-        self.buffer = self.channels.iter().map(|_| Vec::new()).collect();
-        Ok(())
-    }
-
-    /// Canvas row where the shard row holding canvas row `y` ends (clipped to the canvas).
-    fn shard_row_end(&self, y: usize) -> usize {
-        let array_y = y as u64 + self.geometry.offset[1];
-        let end = (array_y / self.shard_height + 1) * self.shard_height;
-        ((end - self.geometry.offset[1]) as usize).min(self.geometry.canvas_size[1])
-    }
-
-    fn flush(&mut self) -> Result<(), StitchError> {
-        let rows = self.next_y - self.buffer_y0;
-        if rows == 0 {
-            return Ok(());
-        }
-        let mut buffer = std::mem::take(&mut self.buffer);
-        let written = self.write_rows(self.buffer_y0, rows, &buffer);
-        buffer.iter_mut().for_each(Vec::clear);
-        self.buffer = buffer;
-        written?;
-        self.buffer_y0 = self.next_y;
-        Ok(())
-    }
-
-    /// Store canvas rows `y0 .. y0 + rows` (full canvas width) of every head.
-    fn write_rows(
-        &mut self,
-        y0: usize,
-        rows: usize,
-        heads: &[Vec<f32>],
-    ) -> Result<(), StitchError> {
+impl WriterShared {
+    /// Store the block's rows (full canvas width) of every head.
+    fn write_block(&self, block: &RowBlock) -> Result<(), StitchError> {
         let [ox, oy] = self.geometry.offset;
-        let width = self.geometry.canvas_size[0] as u64;
-        let y0 = oy + y0 as u64;
-        for ((array, data), &c) in self.arrays.iter().zip(heads).zip(&self.channels) {
-            let subset =
-                ArraySubset::new_with_ranges(&[y0..y0 + rows as u64, ox..ox + width, 0..c as u64]);
+        let width = self.geometry.canvas_size[0];
+        let rows = match (block.heads.first(), self.channels.first()) {
+            (Some(head), Some(&c)) => head.len() / (width * c),
+            _ => 0,
+        };
+        let y0 = oy + block.y0 as u64;
+        for ((array, data), &c) in self.arrays.iter().zip(&block.heads).zip(&self.channels) {
+            let subset = ArraySubset::new_with_ranges(&[
+                y0..y0 + rows as u64,
+                ox..ox + width as u64,
+                0..c as u64,
+            ]);
             array
                 .store_array_subset(&subset, data.as_slice())
                 .map_err(|e| {
@@ -273,10 +156,334 @@ impl ZarrRowWriter {
                         e,
                     )
                 })?;
-            self.bytes_written += (data.len() * 4) as u64;
+            self.bytes_written
+                .fetch_add((data.len() * 4) as u64, Ordering::Relaxed);
         }
         Ok(())
     }
+}
+
+/// The writer thread: write each block, hand its buffer back.
+fn run_writer(
+    shared: &WriterShared,
+    jobs: &Receiver<RowBlock>,
+    free: &Sender<RowBlock>,
+) -> Result<(), StitchError> {
+    for mut block in jobs {
+        shared.write_block(&block)?;
+        block.heads.iter_mut().for_each(Vec::clear);
+        // The writer may have been dropped meanwhile; the buffer is then simply freed.
+        let _ = free.send(block);
+    }
+    Ok(())
+}
+
+/// Gathers rows into whole shard rows and has a thread of its own compress and write them.
+///
+/// The stitch thread normalises (or copies) rows straight into a reserved shard-row buffer
+/// (a [`RowBlock`]); a full buffer goes to the writer thread over a bounded channel and comes
+/// back empty once written. With two buffers ([`ZarrRowWriter::try_add_buffer`]), stitching and
+/// compression overlap; with one, the stitch thread waits for the write. One thread writes, every shard row once: never two writers
+/// on one chunk or shard, no read-modify-write of a finished shard.
+#[derive(Debug)]
+pub(crate) struct ZarrRowWriter {
+    shared: Arc<WriterShared>,
+    shard_height: u64,
+    /// Canvas rows received so far (the next row expected).
+    next_y: usize,
+    /// The block being filled.
+    current: Option<RowBlock>,
+    /// Blocks allocated so far, at most `slots`.
+    made: usize,
+    slots: usize,
+    jobs: Option<Sender<RowBlock>>,
+    free: Receiver<RowBlock>,
+    thread: Option<JoinHandle<Result<(), StitchError>>>,
+    reservation: MemoryReservation,
+    /// Bytes of one buffer.
+    block_bytes: u64,
+    waited: Duration,
+}
+
+impl ZarrRowWriter {
+    /// A writer for `arrays` (as made by [`create_arrays`]); `reservation` holds one
+    /// [`ZarrRowWriter::buffer_bytes`] (more: up to two buffers are used).
+    pub(crate) fn new(
+        store_path: PathBuf,
+        arrays: Vec<Array<FilesystemStore>>,
+        channels: Vec<usize>,
+        geometry: WriterGeometry,
+        reservation: MemoryReservation,
+    ) -> Result<Self, StitchError> {
+        let shard_height = arrays
+            .first()
+            .and_then(|a| a.chunk_shape(&[0, 0, 0]).ok())
+            .map_or(1, |shape| shape[0].get());
+        let block_bytes =
+            shard_height * (geometry.canvas_size[0] * channels.iter().sum::<usize>() * 4) as u64;
+        let slots = ((reservation.size() / block_bytes.max(1)) as usize).clamp(1, MAX_BLOCKS);
+        let shared = Arc::new(WriterShared {
+            store_path: store_path.clone(),
+            arrays,
+            channels,
+            geometry,
+            bytes_written: AtomicU64::new(0),
+        });
+        let (jobs_tx, jobs_rx) = bounded::<RowBlock>(MAX_BLOCKS);
+        let (free_tx, free_rx) = bounded::<RowBlock>(MAX_BLOCKS);
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("mtseg-stitch-zarr".into())
+            .spawn(move || run_writer(&thread_shared, &jobs_rx, &free_tx))
+            .map_err(|source| StitchError::Io {
+                action: "spawn the zarr writer thread",
+                path: store_path,
+                source,
+            })?;
+        Ok(Self {
+            shared,
+            shard_height,
+            next_y: 0,
+            current: None,
+            made: 0,
+            slots,
+            jobs: Some(jobs_tx),
+            free: free_rx,
+            thread: Some(thread),
+            reservation,
+            block_bytes,
+            waited: Duration::ZERO,
+        })
+    }
+
+    /// Reserve a second buffer, so that stitching and compression overlap, when the budget has
+    /// room for it and still `headroom` bytes more. Returns whether it did.
+    pub(crate) fn try_add_buffer(&mut self, headroom: u64) -> bool {
+        if self.slots >= MAX_BLOCKS || self.thread.is_none() {
+            return false;
+        }
+        if self
+            .reservation
+            .try_grow(self.block_bytes + headroom)
+            .is_err()
+        {
+            return false;
+        }
+        self.reservation.shrink(headroom);
+        self.slots += 1;
+        true
+    }
+
+    /// Bytes of one row buffer: one shard row of the canvas width.
+    pub(crate) fn buffer_bytes(
+        layout: ZarrLayout,
+        array_height: u64,
+        width: usize,
+        channels: &[usize],
+    ) -> u64 {
+        let rows = layout.chunk[0].clamp(1, array_height.max(1));
+        rows * (width * channels.iter().sum::<usize>() * 4) as u64
+    }
+
+    /// Uncompressed bytes written so far.
+    pub(crate) fn bytes_written(&self) -> u64 {
+        self.shared.bytes_written.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the budget held (the buffers).
+    pub(crate) fn reserved_bytes(&self) -> u64 {
+        self.reservation.size()
+    }
+
+    /// Time the stitch thread waited for the writer thread to hand a buffer back.
+    pub(crate) fn waited(&self) -> Duration {
+        self.waited
+    }
+
+    /// The arrays.
+    pub(crate) fn arrays(&self) -> &[Array<FilesystemStore>] {
+        &self.shared.arrays
+    }
+
+    /// Add the next rows (they must follow the rows before), copying them.
+    pub(crate) fn push(&mut self, rows: &CanvasRows) -> Result<(), StitchError> {
+        let [width, height] = self.shared.geometry.canvas_size;
+        if rows.y0 != self.next_y
+            || rows.width != width
+            || rows.y1() > height
+            || rows.channels != self.shared.channels
+        {
+            return Err(StitchError::RowsMismatch {
+                reason: format!(
+                    "got rows {}..{} of width {} with channels {:?}; expected rows from {} of \
+                     width {width} (canvas height {height}) with channels {:?}",
+                    rows.y0,
+                    rows.y1(),
+                    rows.width,
+                    rows.channels,
+                    self.next_y,
+                    self.shared.channels
+                ),
+            });
+        }
+        let shared = Arc::clone(&self.shared);
+        self.write_with(rows.y0, rows.y1(), &mut |a, b, out| {
+            for (head, &c) in shared.channels.iter().enumerate() {
+                let src = &rows.heads[head][(a - rows.y0) * width * c..(b - rows.y0) * width * c];
+                out[head].extend_from_slice(src);
+            }
+        })
+    }
+
+    /// Add the next rows `y0 .. y1`: `produce(a, b, out)` appends rows `a .. b` of every head
+    /// (full canvas width) to `out`, straight into the reserved buffer.
+    pub(crate) fn write_with(
+        &mut self,
+        y0: usize,
+        y1: usize,
+        produce: &mut ProduceRows<'_>,
+    ) -> Result<(), StitchError> {
+        let height = self.shared.geometry.canvas_size[1];
+        if y0 != self.next_y || y1 < y0 || y1 > height {
+            return Err(StitchError::RowsMismatch {
+                reason: format!(
+                    "got rows {y0}..{y1}; expected rows from {} (canvas height {height})",
+                    self.next_y
+                ),
+            });
+        }
+        let mut y = y0;
+        while y < y1 {
+            let mut block = match self.current.take() {
+                Some(block) => block,
+                None => {
+                    let mut block = self.take_block()?;
+                    block.y0 = y;
+                    block
+                }
+            };
+            let shard_end = self.shard_row_end(block.y0);
+            let end = shard_end.min(y1);
+            produce(y, end, &mut block.heads);
+            y = end;
+            self.next_y = y;
+            if y == shard_end {
+                self.submit(block)?;
+            } else {
+                self.current = Some(block);
+            }
+        }
+        Ok(())
+    }
+
+    /// Write what is buffered (the last, partial shard row), wait for the writer thread, check
+    /// every row arrived, and give the buffers back.
+    pub(crate) fn finish(&mut self) -> Result<(), StitchError> {
+        if let Some(block) = self.current.take() {
+            self.submit(block)?;
+        }
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            join_writer(thread)?;
+        }
+        let height = self.shared.geometry.canvas_size[1];
+        if self.next_y != height {
+            return Err(StitchError::RowsMismatch {
+                reason: format!("only {} of {height} canvas rows were written", self.next_y),
+            });
+        }
+        while self.free.try_recv().is_ok() {}
+        self.reservation.shrink(u64::MAX);
+        Ok(())
+    }
+
+    /// An empty buffer: a returned one, a new one while fewer than `slots` exist, else wait
+    /// for the writer thread to return one.
+    fn take_block(&mut self) -> Result<RowBlock, StitchError> {
+        if let Ok(block) = self.free.try_recv() {
+            return Ok(block);
+        }
+        if self.made < self.slots {
+            self.made += 1;
+            let width = self.shared.geometry.canvas_size[0];
+            let rows = self.shard_height as usize;
+            return Ok(RowBlock {
+                y0: 0,
+                heads: self
+                    .shared
+                    .channels
+                    .iter()
+                    .map(|&c| Vec::with_capacity(rows * width * c))
+                    .collect(),
+            });
+        }
+        let started = Instant::now();
+        let block = self.free.recv();
+        self.waited += started.elapsed();
+        match block {
+            Ok(block) => Ok(block),
+            Err(_) => Err(self.writer_failure()),
+        }
+    }
+
+    /// Hand a filled buffer to the writer thread.
+    fn submit(&mut self, block: RowBlock) -> Result<(), StitchError> {
+        let started = Instant::now();
+        let sent = self
+            .jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(block).is_ok());
+        self.waited += started.elapsed();
+        if sent {
+            Ok(())
+        } else {
+            Err(self.writer_failure())
+        }
+    }
+
+    /// The writer thread stopped early: its error.
+    fn writer_failure(&mut self) -> StitchError {
+        self.jobs = None;
+        let result = match self.thread.take() {
+            Some(thread) => join_writer(thread),
+            None => Ok(()),
+        };
+        result.err().unwrap_or_else(|| StitchError::RowsMismatch {
+            reason: "rows written after the writer finished".into(),
+        })
+    }
+
+    /// Canvas row where the shard row holding canvas row `y` ends (clipped to the canvas).
+    fn shard_row_end(&self, y: usize) -> usize {
+        let geometry = &self.shared.geometry;
+        let array_y = y as u64 + geometry.offset[1];
+        let end = (array_y / self.shard_height + 1) * self.shard_height;
+        ((end - geometry.offset[1]) as usize).min(geometry.canvas_size[1])
+    }
+}
+
+impl Drop for ZarrRowWriter {
+    fn drop(&mut self) {
+        // Unfinished (an error upstream): stop the thread before the store may be removed.
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Wait for the writer thread; a panic becomes [`StitchError::StagePanicked`].
+fn join_writer(thread: JoinHandle<Result<(), StitchError>>) -> Result<(), StitchError> {
+    thread.join().unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(StitchError::StagePanicked {
+            message: format!("zarr writer thread: {message}"),
+        })
+    })
 }
 
 /// Read `[x0, y0, x1, y1]` (array coordinates) of each array.

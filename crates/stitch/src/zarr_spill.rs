@@ -1,5 +1,6 @@
 //! The temporary canvas spill: final canvas rows kept on disk in a Zarr V3 store (sharded,
-//! zstd) when the full canvas does not fit the memory budget.
+//! zstd) when the full canvas does not fit the memory budget. Rows are normalised straight into
+//! a reserved shard-row buffer; the writer's own thread compresses and writes full ones.
 //!
 //! The store lives in a fresh temporary directory (`mtseg-stitch-spill-*`) under the configured
 //! spill directory. The directory is removed when the [`SpilledCanvas`] is dropped, on success,
@@ -15,7 +16,7 @@ use crate::canvas_rows::CanvasRows;
 use crate::memory_budget::MemoryReservation;
 use crate::stitch_errors::StitchError;
 use crate::zarr_row_writer::{
-    ArraySpec, WriterGeometry, ZarrLayout, ZarrRowWriter, create_arrays, read_region,
+    ArraySpec, ProduceRows, WriterGeometry, ZarrLayout, ZarrRowWriter, create_arrays, read_region,
 };
 
 /// Where and how to spill.
@@ -62,8 +63,11 @@ impl SpillConfig {
         }
     }
 
-    /// Bytes of the spill writer's buffer (one shard row of the canvas width), reserved when
-    /// the canvas spills, for a stitcher that emits rows `row_step` at a time.
+    /// Bytes of one spill writer buffer (one shard row of the canvas width), for a stitcher that
+    /// emits rows `row_step` at a time. When the canvas spills, one buffer is reserved (or the
+    /// spill fails with an error naming `[pipeline] memory_limit`); the full-canvas stage adds
+    /// a second when the budget has room for it, so that stitching and compression (on the
+    /// writer's thread) overlap.
     #[must_use]
     pub fn buffer_bytes(
         &self,
@@ -148,7 +152,7 @@ impl SpilledCanvas {
                 offset: [0, 0],
             },
             reservation,
-        );
+        )?;
         tracing::debug!(path = %store_path.display(), "stitch canvas spilled to zarr");
         Ok(Self {
             writer,
@@ -162,17 +166,32 @@ impl SpilledCanvas {
         &self.store_path
     }
 
-    /// The writer (rows go through it).
-    pub(crate) fn writer_mut(&mut self) -> &mut ZarrRowWriter {
-        &mut self.writer
-    }
-
-    /// Add the next rows.
+    /// Add the next rows (copied).
     pub(crate) fn push(&mut self, rows: &CanvasRows) -> Result<(), StitchError> {
         self.writer.push(rows)
     }
 
-    /// All rows are in: write the last shard row.
+    /// Add the next rows `y0 .. y1`, produced straight into the writer's buffer.
+    pub(crate) fn write_with(
+        &mut self,
+        y0: usize,
+        y1: usize,
+        produce: &mut ProduceRows<'_>,
+    ) -> Result<(), StitchError> {
+        self.writer.write_with(y0, y1, produce)
+    }
+
+    /// Reserve a second writer buffer when the budget has room (and `headroom` more).
+    pub(crate) fn try_add_buffer(&mut self, headroom: u64) -> bool {
+        self.writer.try_add_buffer(headroom)
+    }
+
+    /// Time spent waiting for the writer thread.
+    pub(crate) fn waited(&self) -> std::time::Duration {
+        self.writer.waited()
+    }
+
+    /// All rows are in: write the last shard row, wait for the writer, free the buffers.
     pub(crate) fn finish(&mut self) -> Result<(), StitchError> {
         self.writer.finish()
     }

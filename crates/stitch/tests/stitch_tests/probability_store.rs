@@ -156,3 +156,146 @@ fn saved_maps_are_the_canvas_padded_to_the_slide() {
     .unwrap_err();
     assert!(matches!(err, StitchError::OutputExists { .. }), "{err}");
 }
+
+/// Read head `head` (channels `c`) of a finished store, slide-sized.
+fn read_head(path: &std::path::Path, head: usize, c: usize, size: [usize; 2]) -> Vec<f32> {
+    let fs = Arc::new(FilesystemStore::new(path).unwrap());
+    let array = Array::open(fs, &format!("/probabilities/{head}")).unwrap();
+    array
+        .retrieve_array_subset(&ArraySubset::new_with_ranges(&[
+            0..size[1] as u64,
+            0..size[0] as u64,
+            0..c as u64,
+        ]))
+        .unwrap()
+}
+
+#[test]
+fn both_stages_save_the_same_maps_with_and_without_spill() {
+    use crossbeam_channel::bounded;
+    use mtseg_stitch::{PredictionBatch, SpillConfig, run_full_canvas_stage, run_rows_stage};
+
+    let (slide_w, slide_h) = (61usize, 47usize);
+    let slide = SyntheticSlide::new(slide_w, slide_h, 2, 5);
+    let (input, output, stride) = ([12, 12], [8, 8], [6, 6]);
+    let g = grid([slide_w, slide_h], input, output, stride);
+    let selected: Vec<usize> = (0..g.output_boxes.len())
+        .filter(|&i| {
+            (6..40).contains(&g.output_boxes[i][0]) && (12..30).contains(&g.output_boxes[i][1])
+        })
+        .collect();
+    let plan =
+        CanvasPlan::new(&g.output_boxes, &selected, [slide_w as u64, slide_h as u64]).unwrap();
+    let channels = [1usize, 2];
+    let heads = vec![HeadSpec::new("np", 1), HeadSpec::new("hv", 2)];
+    let patches: Vec<_> = selected
+        .iter()
+        .map(|&i| identity_crop(&slide, &g, i, input, output, &channels))
+        .collect();
+    let layout = ZarrLayout {
+        chunk: [5, 8],
+        shard_chunks_x: 2,
+        zstd_level: 1,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let probe = params(plan.clone(), output, &channels, MemoryBudget::unlimited());
+    let buffer = |rows: u64| rows * (plan.width() * 3 * 4) as u64;
+    // Window + one store buffer (5 rows at the slide's width) + one spill buffer: the canvas
+    // spills and each writer has a single buffer.
+    let spill = SpillConfig {
+        dir: dir.path().join("spill"),
+        layout,
+    };
+    let spill_buffer = spill.buffer_bytes(plan.canvas_size(), &channels, plan.row_step());
+    let store_buffer = (5 * slide_w * 3 * 4) as u64;
+    let tight = probe.window_bytes() + store_buffer + spill_buffer;
+    assert!(
+        ((plan.width() * plan.height() * 3 * 4) as u64) > store_buffer + spill_buffer + buffer(0)
+    );
+
+    let feed = |patches: Vec<mtseg_stitch::PatchPrediction>| {
+        let (tx, rx) = bounded::<PredictionBatch>(2);
+        let feeder = std::thread::spawn(move || {
+            for chunk in patches.chunks(4) {
+                tx.send(chunk.to_vec().into()).unwrap();
+            }
+        });
+        (rx, feeder)
+    };
+    let store = |name: &str, budget: &MemoryBudget| {
+        ProbabilityStore::create(
+            &dir.path().join(name),
+            &plan,
+            &heads,
+            serde_json::Map::new(),
+            layout,
+            budget,
+        )
+        .unwrap()
+    };
+
+    // Full canvas, spilled, with the store.
+    let budget = MemoryBudget::with_bytes(tight);
+    let (rx, feeder) = feed(patches.clone());
+    let (canvas, report) = run_full_canvas_stage(
+        mtseg_stitch::Stitcher::new(params(plan.clone(), output, &channels, budget.clone()))
+            .unwrap(),
+        &rx,
+        spill.clone(),
+        Some(store("full.zarr", &budget)),
+    )
+    .unwrap();
+    feeder.join().unwrap();
+    assert!(canvas.is_spilled());
+    assert_eq!(
+        report.probabilities.as_deref(),
+        Some(dir.path().join("full.zarr").as_path())
+    );
+    drop(canvas);
+    assert_eq!(budget.used(), 0);
+
+    // Rows mode with the store, roomy budget (two buffers per writer).
+    let budget = MemoryBudget::with_bytes(4 * tight);
+    let (rx, feeder) = feed(patches.clone());
+    let (out_tx, out_rx) = bounded(2);
+    let consumer = std::thread::spawn(move || out_rx.iter().count());
+    run_rows_stage(
+        mtseg_stitch::Stitcher::new(params(plan.clone(), output, &channels, budget.clone()))
+            .unwrap(),
+        &rx,
+        &out_tx,
+        Some(store("rows.zarr", &budget)),
+    )
+    .unwrap();
+    drop(out_tx);
+    feeder.join().unwrap();
+    assert!(consumer.join().unwrap() > 0);
+    assert_eq!(budget.used(), 0);
+
+    // Both equal the in-memory stitch, padded to the slide.
+    let canvas = stitch_all(probe, patches);
+    let [ox, oy] = plan.origin().map(|v| v as usize);
+    let [w, h] = plan.canvas_size();
+    for name in ["full.zarr", "rows.zarr"] {
+        for (head, &c) in channels.iter().enumerate() {
+            let all = read_head(&dir.path().join(name), head, c, [slide_w, slide_h]);
+            for y in 0..slide_h {
+                for x in 0..slide_w {
+                    for k in 0..c {
+                        let inside = (ox..ox + w).contains(&x) && (oy..oy + h).contains(&y);
+                        let expected = if inside {
+                            canvas.heads[head][((y - oy) * w + x - ox) * c + k]
+                        } else {
+                            0.0
+                        };
+                        assert_eq!(
+                            all[(y * slide_w + x) * c + k].to_bits(),
+                            expected.to_bits(),
+                            "{name} ({x}, {y}) head {head}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -119,6 +119,7 @@ proptest! {
         capacity in 1usize..=4,
         batch in 1usize..=5,
         shuffle_window in 1usize..=6,
+        rows_per_chunk in 0usize..=3,
     ) {
         let p = problem(&c);
         let n = p.selected.len();
@@ -133,7 +134,7 @@ proptest! {
         let shuffled = stitch_all(unlimited(), in_order(&p, &arrival_order(n, c.seed, n)));
         prop_assert!(shuffled.bits() == baseline.bits(), "full shuffle");
 
-        let threaded = run_rows_threaded(unlimited(), in_order(&p, &arrival_order(n, c.seed ^ 1, shuffle_window)), capacity, batch);
+        let threaded = run_rows_threaded(unlimited().with_rows_per_chunk(rows_per_chunk), in_order(&p, &arrival_order(n, c.seed ^ 1, shuffle_window)), capacity, batch);
         prop_assert!(threaded.bits() == baseline.bits(), "threaded stage");
 
         // Full canvas under a budget that holds the window, the spill buffer and the waiting
@@ -153,6 +154,13 @@ proptest! {
         prop_assert!(spilled_canvas.bits() == baseline.bits(), "spilled full canvas");
         prop_assert_eq!(budget.used(), 0, "every reservation is returned");
         prop_assert_eq!(std::fs::read_dir(spill_dir.path()).unwrap().count(), 0, "spill data is removed");
+
+        // Room for two spill buffers (stitching and writing overlap): the same bytes.
+        let budget = MemoryBudget::with_bytes(probe.window_bytes() + allowance + 2 * spill_buffer);
+        let roomy = params(p.plan.clone(), c.output, &c.channels, budget.clone()).with_reorder_allowance(shuffle_window);
+        let (spilled_canvas, _) = run_full_canvas(roomy, in_order(&p, &arrival_order(n, c.seed ^ 3, shuffle_window)), spill_dir.path());
+        prop_assert!(spilled_canvas.bits() == baseline.bits(), "spilled full canvas, two buffers");
+        prop_assert_eq!(budget.used(), 0, "every reservation is returned");
 
         let (ram_canvas, spilled) = run_full_canvas(unlimited(), in_order(&p, &(0..n).collect::<Vec<_>>()), spill_dir.path());
         prop_assert!(!spilled);
