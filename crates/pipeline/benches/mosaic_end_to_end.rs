@@ -20,7 +20,10 @@
 //! cargo bench -p mtseg-pipeline --features torch --bench mosaic_end_to_end -- \
 //!     [--case oracle|cheap]... [--slide FILE] [--threads N] [--copies N] [--json FILE]
 //! ```
-//! Writes a JSON summary (default `target/bench-e2e/ours.json`) and prints a table.
+//! Writes a JSON summary (default `target/bench-e2e/ours.json`) and prints a table. `cargo bench`
+//! runs it in `crates/pipeline`: give `--slide`/`--json` as absolute paths. It links libtorch
+//! without an rpath (this crate has no build script), so `LD_LIBRARY_PATH` must hold the torch
+//! `lib` directory of `.venv`, as `scripts/bench-e2e` sets it.
 
 use std::io::{BufRead, BufReader};
 use std::num::NonZeroUsize;
@@ -81,6 +84,8 @@ impl Case {
 struct Args {
     cases: Vec<Case>,
     slide: PathBuf,
+    /// Whether `--slide` was given (a missing default slide skips the bench).
+    slide_given: bool,
     threads: usize,
     /// libtorch intra-op threads (default: `threads`).
     torch_threads: Option<usize>,
@@ -95,6 +100,7 @@ impl Args {
         let mut a = Args {
             cases: Vec::new(),
             slide: root().join("data/hgsc_mosaic_15k.tif"),
+            slide_given: false,
             threads: 2,
             torch_threads: None,
             copies: COPIES,
@@ -107,7 +113,10 @@ impl Args {
             match arg.as_str() {
                 "--bench" => {} // passed by `cargo bench`
                 "--case" => a.cases.push(Case::parse(&value("--case")?)?),
-                "--slide" => a.slide = PathBuf::from(value("--slide")?),
+                "--slide" => {
+                    a.slide = std::path::absolute(value("--slide")?)?;
+                    a.slide_given = true;
+                }
                 "--threads" => a.threads = value("--threads")?.parse().context("--threads")?,
                 "--torch-threads" => {
                     a.torch_threads = Some(
@@ -157,6 +166,9 @@ fn main() -> Result<()> {
 // ---- parent: one child per case, then the table ----------------------------------------------
 
 fn parent(args: &Args) -> Result<()> {
+    if !args.slide.exists() && args.slide_given {
+        bail!("{} is missing", args.slide.display());
+    }
     if !args.slide.exists() {
         eprintln!(
             "mosaic_end_to_end: SKIPPED: {} is missing; scripts/bench-e2e makes it",

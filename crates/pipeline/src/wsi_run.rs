@@ -20,7 +20,7 @@ use mtseg_postproc::{LayerRegion, NucleusInstance};
 use mtseg_slide::{SlideReader, open_slide};
 use mtseg_stitch::{
     CanvasPlan, CanvasRows, HeadBlock, HeadSpec as StitchHead, MemoryBudget, PatchPrediction,
-    ProbabilityStore, StitchParams, Stitcher, ZarrLayout,
+    ProbabilityStore, StitchError, StitchParams, Stitcher, ZarrLayout,
 };
 use mtseg_tiling::{
     ExtractParams, PatchBox, PatchGrid, PostprocTile, SideFlags, Size2, TileSet, read_batch,
@@ -565,14 +565,21 @@ fn stitch_stage(
         slide: path.to_path_buf(),
         source: Box::new(source),
     };
-    let mut emit = |rows: Vec<CanvasRows>| -> Result<(), SlideError> {
-        for r in rows {
-            if let Some(s) = &mut store {
-                s.write_rows(&r).map_err(stitch_err)?;
-            }
-            rows_tx.send(r).map_err(|_| SlideError::Interrupted)?;
+    // Rows go down the channel one chunk at a time, as the stitcher makes them (it may wait for
+    // post-processing to free memory); the time blocked on the channel is not stitch time.
+    let blocked = std::cell::Cell::new(Duration::ZERO);
+    let hung_up = std::cell::Cell::new(false);
+    let mut emit = |rows: CanvasRows| -> Result<(), StitchError> {
+        if let Some(s) = &mut store {
+            s.write_rows(&rows)?;
         }
-        Ok(())
+        let t = Instant::now();
+        let sent = rows_tx.send(rows);
+        blocked.set(blocked.get() + t.elapsed());
+        sent.map_err(|_| {
+            hung_up.set(true);
+            StitchError::OutputClosed
+        })
     };
     let mut done = 0u64;
     let infer_started = Instant::now();
@@ -582,8 +589,8 @@ fn stitch_stage(
             source: Box::new(source),
         })?;
         let t = Instant::now();
+        let blocked_before = blocked.get();
         let n = outputs.len();
-        let mut patches = Vec::with_capacity(n);
         for (i, &index) in outputs.indices.iter().enumerate() {
             let output_box = grid.get(index).map(|b| b.output).unwrap_or_default();
             let heads = outputs
@@ -591,16 +598,21 @@ fn stitch_stage(
                 .iter()
                 .map(|h| HeadBlock::new(h.shape[3], h.patch(i).unwrap_or_default().to_vec()))
                 .collect();
-            patches.push(PatchPrediction {
+            let patch = PatchPrediction {
                 index: index as usize,
                 output_box,
                 heads,
-            });
+            };
+            if let Err(e) = stitcher.push_with(patch, &mut emit) {
+                return Err(if hung_up.get() {
+                    SlideError::Interrupted
+                } else {
+                    stitch_err(e)
+                });
+            }
         }
         drop(outputs);
-        let rows = stitcher.push_all(patches).map_err(stitch_err)?;
-        clock.add(t.elapsed());
-        emit(rows)?;
+        clock.add(t.elapsed().saturating_sub(blocked.get() - blocked_before));
         done += n as u64;
         let rate = done as f64 / infer_started.elapsed().as_secs_f64().max(1e-9);
         job.progress.event(&ProgressEvent::PatchesDone {
@@ -615,8 +627,13 @@ fn stitch_stage(
         return Err(SlideError::Interrupted);
     }
     let t = Instant::now();
-    let (rows, _metrics) = stitcher.finish().map_err(stitch_err)?;
-    emit(rows)?;
+    if let Err(e) = stitcher.finish_with(&mut emit) {
+        return Err(if hung_up.get() {
+            SlideError::Interrupted
+        } else {
+            stitch_err(e)
+        });
+    }
     if let Some(s) = store {
         s.finish().map_err(stitch_err)?;
     }
