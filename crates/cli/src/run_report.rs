@@ -25,6 +25,14 @@ pub(crate) fn run(
             return Exit::Usage;
         }
     };
+    // CPU stages (patch reads, post-processing) share one rayon pool of `[pipeline] threads`
+    let threads = mtseg_pipeline::cpu_threads(cfg).get();
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+    {
+        tracing::warn!("could not size the thread pool to {threads}: {e}");
+    }
     let model = TorchModelProvider::new(params);
     let outputs = ExportOutputs;
     let display = ProgressDisplay::new(mode);

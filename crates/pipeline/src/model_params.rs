@@ -1,6 +1,8 @@
 //! The `[model]` table turned into the infer crate's [`ModelParams`], and the post-processing
 //! constants that go with the architecture.
 
+use std::num::NonZeroUsize;
+
 use mtseg_infer::{Architecture, Device, HeadKind, HeadSpec, ModelParams, Precision};
 use mtseg_io_config::{
     Architecture as CfgArchitecture, DeviceSpec, HeadName, Precision as CfgPrecision, RunConfig,
@@ -116,12 +118,27 @@ pub fn model_params(
         })?;
     let mut params = ModelParams::new(architecture(cfg)?, weights);
     params.device = device(cfg, override_device);
+    params.options.intra_op_threads = Some(torch_threads(cfg));
     params.precision = match cfg.model.precision {
         CfgPrecision::Fp32 => Precision::Fp32,
         CfgPrecision::Bf16 => Precision::Bf16,
         CfgPrecision::Fp16 => Precision::Fp16,
     };
     Ok(params)
+}
+
+/// CPU threads of the run: `[pipeline] threads`, or every core when 0.
+pub fn cpu_threads(cfg: &RunConfig) -> NonZeroUsize {
+    NonZeroUsize::new(cfg.pipeline.threads as usize)
+        .or_else(|| std::thread::available_parallelism().ok())
+        .unwrap_or(NonZeroUsize::MIN)
+}
+
+/// libtorch's intra-op threads: one core is left to reading, stitching and post-processing,
+/// which run alongside the forwards (on 2 cores a forward with 2 threads next to the other
+/// stages was 5x slower than with 1: `scripts/bench-e2e`).
+pub fn torch_threads(cfg: &RunConfig) -> NonZeroUsize {
+    NonZeroUsize::new(cpu_threads(cfg).get() - 1).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// HoVer-Net's post-processing constants for the architecture: HoVer-Net+ runs at 0.5 mpp and
