@@ -1,4 +1,4 @@
-//! Native HoVer-Net (fast / original) and HoVer-Net+ in libtorch.
+//! Native HoVer-Net (fast / original / fast with reduced widths) and HoVer-Net+ in libtorch.
 
 use std::path::Path;
 
@@ -11,7 +11,7 @@ use crate::hovernet_blocks::{
     Conv, ConvSpec, DenseBlock, ParamSource, ResidualBlock, centre_crop, conv_relu,
     to_channels_last, upsample2x,
 };
-use crate::hovernet_spec::{DECODER, DENSE_GROUPS, ENCODER, Geometry, layout};
+use crate::hovernet_spec::{DENSE_GROUPS, Geometry, decoder, encoder, layout};
 use crate::model::{BatchView, Model, check_patch_size};
 use crate::params::{Architecture, ForwardOptions};
 use crate::weights::WeightSet;
@@ -112,8 +112,9 @@ impl HoVerNet {
             },
             Some("conv0.bn"),
         )?;
-        let mut encoder = Vec::with_capacity(ENCODER.len());
-        for (name, cin, ch, count, stride) in ENCODER {
+        let encoder_spec = encoder(geometry);
+        let mut encoder = Vec::with_capacity(encoder_spec.len());
+        for (name, cin, ch, count, stride) in encoder_spec {
             encoder.push(ResidualBlock::load(
                 &mut p,
                 name,
@@ -129,7 +130,7 @@ impl HoVerNet {
         let mut branches = Vec::with_capacity(branch_names.len());
         for (head, _) in &branch_names {
             let q = format!("decoder.{head}");
-            let [(u3, _, _, n3, _), (u2, _, _, n2, _)] = DECODER;
+            let [(u3, _, _, n3, _), (u2, _, _, n2, _)] = decoder(geometry);
             let b = Branch {
                 u3_conva: Some(p.conv(&format!("{q}.{u3}.conva"), ConvSpec::valid(k), None)?),
                 u3_dense: DenseBlock::load(
@@ -234,8 +235,8 @@ impl HoVerNet {
             let u3 = match (&b.u3_conva, &merged) {
                 (Some(c), _) => c.forward(&u3_in)?,
                 (None, Some(m)) => {
-                    // u3.conva output channels (256) = the dense block's input.
-                    let n = DECODER[0].2 as i64;
+                    // u3.conva output channels (256 / width divisor) = the dense block's input.
+                    let n = decoder(self.geometry)[0].2 as i64;
                     let t = m.f_narrow(1, start, n)?;
                     start += n;
                     t
@@ -318,5 +319,122 @@ impl Model for HoVerNet {
         let x = input_tensor(&batch, self.device, self.kind, true)?;
         let raw = self.forward_raw(&x)?;
         logits_to_outputs(&batch, &self.heads, raw, self.output_size())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::hovernet_spec::expected_tensors;
+    use crate::weights::RawTensor;
+
+    /// Deterministic weights for `arch`: small values, BN statistics near (0, 1).
+    fn synthetic_weights(arch: &Architecture) -> WeightSet {
+        let mut state = 0x2545_f491_u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        let list = expected_tensors(arch)
+            .into_iter()
+            .map(|t| {
+                let n: usize = t.shape.iter().product();
+                let fan_in: usize = t.shape.iter().skip(1).product::<usize>().max(1);
+                let values: Vec<f32> = if t.name.ends_with("running_var") {
+                    (0..n).map(|_| 1.0 + 0.5 * next().abs()).collect()
+                } else if t.name.ends_with("bn.weight") {
+                    (0..n).map(|_| 1.0 + 0.2 * next()).collect()
+                } else if t.name == "upsample2x.unpool_mat" {
+                    vec![1.0; n]
+                } else {
+                    let gain = 2.0 * (3.0 / fan_in as f32).sqrt();
+                    (0..n).map(|_| gain * next()).collect()
+                };
+                (
+                    t.name,
+                    RawTensor {
+                        shape: t.shape,
+                        values,
+                    },
+                )
+            })
+            .collect();
+        WeightSet::from_list(Path::new("synthetic.safetensors"), list)
+    }
+
+    #[test]
+    fn slim_network_loads_and_runs_with_every_forward_option() {
+        let arch = Architecture::hovernet_fast(Some(4), 8);
+        let pixels: Vec<u8> = (0..2 * 256 * 256 * 3)
+            .map(|i| ((i * 37 + i / 769) % 256) as u8)
+            .collect();
+        let batch = BatchView::new(&pixels, &[7, 8], 256, 256).unwrap();
+        let mut outputs = Vec::new();
+        let merged = ForwardOptions {
+            merge_head_convs: true,
+            ..ForwardOptions::default()
+        };
+        for options in [
+            ForwardOptions::reference(),
+            ForwardOptions::default(),
+            merged,
+        ] {
+            let mut net = HoVerNet::from_weights(
+                synthetic_weights(&arch),
+                &arch,
+                tch::Device::Cpu,
+                Kind::Float,
+                &options,
+            )
+            .unwrap();
+            assert_eq!(net.architecture(), &arch);
+            outputs.push(net.forward_logits(batch).unwrap());
+        }
+        let reference = &outputs[0];
+        let shapes: Vec<_> = reference.heads.iter().map(|h| (h.kind, h.shape)).collect();
+        assert_eq!(
+            shapes,
+            [
+                (crate::HeadKind::Np, [2, 164, 164, 2]),
+                (crate::HeadKind::Hv, [2, 164, 164, 2]),
+                (crate::HeadKind::Tp, [2, 164, 164, 4]),
+            ]
+        );
+        for (a, b) in outputs[1..]
+            .iter()
+            .flat_map(|o| o.heads.iter().zip(&reference.heads))
+        {
+            let scale = b.data.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
+            let diff = a
+                .data
+                .iter()
+                .zip(&b.data)
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                diff <= 1e-4 * scale,
+                "{}: max diff {diff} (scale {scale})",
+                a.kind
+            );
+        }
+    }
+
+    #[test]
+    fn slim_weights_refused_for_another_divisor() {
+        let w = synthetic_weights(&Architecture::hovernet_fast(Some(4), 8));
+        let e = HoVerNet::from_weights(
+            w,
+            &Architecture::hovernet_fast(Some(4), 4),
+            tch::Device::Cpu,
+            Kind::Float,
+            &ForwardOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("conv0./.weight"), "{e}");
+        assert!(e.contains("hovernet fast, width / 8 (4 types)"), "{e}");
     }
 }

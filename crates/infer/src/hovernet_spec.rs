@@ -1,6 +1,11 @@
 //! The state-dict layout of TIAToolbox's HoVer-Net / HoVer-Net+: every tensor name and shape, in
 //! PyTorch's registration order (the order of `model.state_dict()`), and the layer geometry that
 //! the native model is built from.
+//!
+//! The slim variant ([`Architecture::HoVerNetFastSlim`]) has the same tensors, names and order
+//! with every channel count divided by its width divisor ([`Geometry::width_divisor`]); the tables
+//! below hold the full widths and [`encoder`], [`decoder`], [`dense_channels`] and [`stem`] divide
+//! them.
 
 use crate::params::Architecture;
 
@@ -14,7 +19,7 @@ pub(crate) struct TensorSpec {
 }
 
 /// Encoder blocks: (name, in channels, [c1, c2, c3], unit count, stride).
-pub(crate) const ENCODER: [(&str, usize, [usize; 3], usize, usize); 4] = [
+const ENCODER: [(&str, usize, [usize; 3], usize, usize); 4] = [
     ("d0", 64, [64, 64, 256], 3, 1),
     ("d1", 256, [128, 128, 512], 4, 2),
     ("d2", 512, [256, 256, 1024], 6, 2),
@@ -22,13 +27,61 @@ pub(crate) const ENCODER: [(&str, usize, [usize; 3], usize, usize); 4] = [
 ];
 
 /// Decoder stages u3 and u2: (name, conva in, conva out, dense units, convf channels).
-pub(crate) const DECODER: [(&str, usize, usize, usize, usize); 2] =
+const DECODER: [(&str, usize, usize, usize, usize); 2] =
     [("u3", 1024, 256, 8, 512), ("u2", 512, 128, 4, 256)];
 
 /// Dense unit channels: conv1 (1×1) out, conv2 (k×k, 4 groups) out.
-pub(crate) const DENSE_CH: (usize, usize) = (128, 32);
+const DENSE_CH: (usize, usize) = (128, 32);
 /// Groups of the dense unit's second convolution.
 pub(crate) const DENSE_GROUPS: usize = 4;
+/// Full-width channels of conv0 (out), conv_bot (in, out) and u1.conva (in, out).
+const STEM: Stem = Stem {
+    conv0: 64,
+    conv_bot: (2048, 1024),
+    u1_conva: (256, 64),
+};
+/// Width divisors a slim HoVer-Net accepts: every channel count (and the dense units' 32-channel,
+/// 4-group convolution) stays a whole number of channels per group.
+pub(crate) const WIDTH_DIVISORS: [u32; 3] = [2, 4, 8];
+
+/// Channels of the layers outside the residual and dense blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stem {
+    /// conv0 output channels.
+    pub(crate) conv0: usize,
+    /// conv_bot input and output channels.
+    pub(crate) conv_bot: (usize, usize),
+    /// u1.conva input and output channels (= u0.bn channels).
+    pub(crate) u1_conva: (usize, usize),
+}
+
+/// [`ENCODER`] with channels divided by `geo.width_divisor`.
+pub(crate) fn encoder(geo: Geometry) -> [(&'static str, usize, [usize; 3], usize, usize); 4] {
+    let d = geo.width_divisor;
+    ENCODER.map(|(n, cin, ch, count, stride)| (n, cin / d, ch.map(|c| c / d), count, stride))
+}
+
+/// [`DECODER`] with channels divided by `geo.width_divisor`.
+pub(crate) fn decoder(geo: Geometry) -> [(&'static str, usize, usize, usize, usize); 2] {
+    let d = geo.width_divisor;
+    DECODER.map(|(n, cin, cout, units, cf)| (n, cin / d, cout / d, units, cf / d))
+}
+
+/// [`DENSE_CH`] divided by `geo.width_divisor`.
+pub(crate) fn dense_channels(geo: Geometry) -> (usize, usize) {
+    let d = geo.width_divisor;
+    (DENSE_CH.0 / d, DENSE_CH.1 / d)
+}
+
+/// conv0, conv_bot and u1.conva channels divided by `geo.width_divisor`.
+pub(crate) fn stem(geo: Geometry) -> Stem {
+    let d = geo.width_divisor;
+    Stem {
+        conv0: STEM.conv0 / d,
+        conv_bot: (STEM.conv_bot.0 / d, STEM.conv_bot.1 / d),
+        u1_conva: (STEM.u1_conva.0 / d, STEM.u1_conva.1 / d),
+    }
+}
 
 /// Geometry of a HoVer-Net flavour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +92,8 @@ pub(crate) struct Geometry {
     pub(crate) ksize: usize,
     /// Centre-crop amounts of d0 and d1 before the skip additions.
     pub(crate) crops: [usize; 2],
+    /// Every channel count is TIAToolbox's divided by this (1 for the published networks).
+    pub(crate) width_divisor: usize,
 }
 
 impl Geometry {
@@ -46,12 +101,22 @@ impl Geometry {
         fast: true,
         ksize: 3,
         crops: [92, 36],
+        width_divisor: 1,
     };
     pub(crate) const ORIGINAL: Self = Self {
         fast: false,
         ksize: 5,
         crops: [184, 72],
+        width_divisor: 1,
     };
+
+    /// Fast mode with channels divided by `width_divisor`.
+    pub(crate) const fn fast_slim(width_divisor: usize) -> Self {
+        Self {
+            width_divisor,
+            ..Self::FAST
+        }
+    }
 }
 
 /// Geometry and decoder branches (head name, out channels, in `self.decoder` order) of a native
@@ -76,6 +141,13 @@ pub(crate) fn layout(arch: &Architecture) -> Option<(Geometry, Vec<(&'static str
         Architecture::HoVerNetOriginal { num_types } => {
             Some((Geometry::ORIGINAL, branches(*num_types, None)))
         }
+        Architecture::HoVerNetFastSlim {
+            num_types,
+            width_divisor,
+        } => Some((
+            Geometry::fast_slim(*width_divisor as usize),
+            branches(*num_types, None),
+        )),
         Architecture::HoVerNetPlus {
             num_types,
             num_layers,
@@ -113,9 +185,11 @@ pub(crate) fn expected_tensors(arch: &Architecture) -> Vec<TensorSpec> {
         return Vec::new();
     };
     let mut b = Builder(Vec::new());
-    b.conv("conv0./", 3, 64, 7, 1, false);
-    b.bn("conv0.bn", 64);
-    for (name, cin, ch, count, stride) in ENCODER {
+    let stem = stem(geo);
+    let dense = dense_channels(geo);
+    b.conv("conv0./", 3, stem.conv0, 7, 1, false);
+    b.bn("conv0.bn", stem.conv0);
+    for (name, cin, ch, count, stride) in encoder(geo) {
         let mut c = cin;
         for u in 0..count {
             let p = format!("{name}.units.{u}");
@@ -134,34 +208,35 @@ pub(crate) fn expected_tensors(arch: &Architecture) -> Vec<TensorSpec> {
         }
         b.bn(&format!("{name}.blk_bna.bn"), ch[2]);
     }
-    b.conv("conv_bot", 2048, 1024, 1, 1, false);
+    b.conv("conv_bot", stem.conv_bot.0, stem.conv_bot.1, 1, 1, false);
     let k = geo.ksize;
     for (head, out) in branches {
         let p = format!("decoder.{head}");
-        for (stage, cin, cout, units, cf) in DECODER {
+        for (stage, cin, cout, units, cf) in decoder(geo) {
             b.conv(&format!("{p}.{stage}.conva"), cin, cout, k, 1, false);
             let mut c = cout;
             for u in 0..units {
                 let q = format!("{p}.{stage}.dense.units.{u}");
                 b.bn(&format!("{q}.preact_bna/bn"), c);
-                b.conv(&format!("{q}.conv1"), c, DENSE_CH.0, 1, 1, false);
-                b.bn(&format!("{q}.conv1/bn"), DENSE_CH.0);
+                b.conv(&format!("{q}.conv1"), c, dense.0, 1, 1, false);
+                b.bn(&format!("{q}.conv1/bn"), dense.0);
                 b.conv(
                     &format!("{q}.conv2"),
-                    DENSE_CH.0,
-                    DENSE_CH.1,
+                    dense.0,
+                    dense.1,
                     k,
                     DENSE_GROUPS,
                     false,
                 );
-                c += DENSE_CH.1;
+                c += dense.1;
             }
             b.bn(&format!("{p}.{stage}.dense.blk_bna.bn"), c);
             b.conv(&format!("{p}.{stage}.convf"), cf, cf, 1, 1, false);
         }
-        b.conv(&format!("{p}.u1.conva"), 256, 64, k, 1, false);
-        b.bn(&format!("{p}.u0.bn"), 64);
-        b.conv(&format!("{p}.u0.conv"), 64, out, 1, 1, true);
+        let (u1_in, u1_out) = stem.u1_conva;
+        b.conv(&format!("{p}.u1.conva"), u1_in, u1_out, k, 1, false);
+        b.bn(&format!("{p}.u0.bn"), u1_out);
+        b.conv(&format!("{p}.u0.conv"), u1_out, out, 1, 1, true);
     }
     b.push("upsample2x.unpool_mat".into(), vec![2, 2]);
     b.0
@@ -179,13 +254,19 @@ pub(crate) fn guess_architecture<'a>(
     let k = shape_of("decoder.np.u3.conva.weight").and_then(|s| s.get(2).copied())?;
     let types = out("tp").and_then(|t| u32::try_from(t).ok());
     let layers = out("ls").and_then(|t| u32::try_from(t).ok());
-    let arch = match (k, types, layers) {
-        (3, Some(t), Some(l)) => Architecture::HoVerNetPlus {
+    let conv0 = shape_of("conv0./.weight").and_then(|s| s.first().copied())?;
+    let divisor = u32::try_from(STEM.conv0 / conv0.max(1)).ok()?;
+    let arch = match (k, types, layers, divisor) {
+        (3, Some(t), Some(l), 1) => Architecture::HoVerNetPlus {
             num_types: t,
             num_layers: l,
         },
-        (3, t, None) => Architecture::HoVerNetFast { num_types: t },
-        (5, t, None) => Architecture::HoVerNetOriginal { num_types: t },
+        (3, t, None, 1) => Architecture::HoVerNetFast { num_types: t },
+        (5, t, None, 1) => Architecture::HoVerNetOriginal { num_types: t },
+        (3, t, None, d) if WIDTH_DIVISORS.contains(&d) => Architecture::HoVerNetFastSlim {
+            num_types: t,
+            width_divisor: d,
+        },
         _ => return None,
     };
     let spec = expected_tensors(&arch);
@@ -230,6 +311,14 @@ mod tests {
     fn guesses_its_own_layout() {
         for arch in [
             Architecture::HoVerNetFast { num_types: Some(6) },
+            Architecture::HoVerNetFastSlim {
+                num_types: Some(4),
+                width_divisor: 8,
+            },
+            Architecture::HoVerNetFastSlim {
+                num_types: None,
+                width_divisor: 2,
+            },
             Architecture::HoVerNetOriginal { num_types: None },
             Architecture::HoVerNetPlus {
                 num_types: 3,
@@ -244,5 +333,46 @@ mod tests {
             };
             assert_eq!(guess_architecture(f, spec.len()), Some(arch));
         }
+    }
+
+    #[test]
+    fn slim_divides_every_channel_and_keeps_names() {
+        let full = expected_tensors(&Architecture::HoVerNetFast { num_types: Some(4) });
+        for d in WIDTH_DIVISORS {
+            let slim = expected_tensors(&Architecture::HoVerNetFastSlim {
+                num_types: Some(4),
+                width_divisor: d,
+            });
+            assert_eq!(slim.len(), full.len());
+            let d = d as usize;
+            for (f, s) in full.iter().zip(&slim) {
+                assert_eq!(f.name, s.name);
+                let expect: Vec<usize> = match f.name.as_str() {
+                    // input RGB, head outputs and the upsampling matrix keep their sizes
+                    "conv0./.weight" => vec![f.shape[0] / d, 3, 7, 7],
+                    "upsample2x.unpool_mat" => f.shape.clone(),
+                    n if n.ends_with(".u0.conv.weight") => {
+                        vec![f.shape[0], f.shape[1] / d, 1, 1]
+                    }
+                    n if n.ends_with(".u0.conv.bias") || n.ends_with("num_batches_tracked") => {
+                        f.shape.clone()
+                    }
+                    // grouped convolution: per-group input channels divide too
+                    _ if f.shape.len() == 4 => {
+                        vec![f.shape[0] / d, f.shape[1] / d, f.shape[2], f.shape[3]]
+                    }
+                    _ => vec![f.shape[0] / d],
+                };
+                assert_eq!(s.shape, expect, "{}", s.name);
+            }
+        }
+        let d8 = expected_tensors(&Architecture::HoVerNetFastSlim {
+            num_types: Some(4),
+            width_divisor: 8,
+        });
+        let grouped = d8
+            .iter()
+            .find(|t| t.name == "decoder.hv.u3.dense.units.7.conv2.weight");
+        assert_eq!(grouped.map(|t| t.shape.clone()), Some(vec![4, 4, 3, 3]));
     }
 }

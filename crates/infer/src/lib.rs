@@ -17,6 +17,8 @@
 //! - [`HeadKind`], [`HeadSpec`], [`HeadOutputs`]: the contract. Values are those of TIAToolbox's
 //!   `infer_batch`: NHWC float32; `np` = softmax channel 1, `hv` raw, `tp` / `ls` = argmax as float.
 //! - [`Architecture`], [`Device`], [`Precision`], [`ForwardOptions`], [`ModelParams`]: what to load.
+//!   [`Architecture::HoVerNetFastSlim`] is HoVer-Net fast with every channel count divided by 2, 4
+//!   or 8 (same tensor names): the architecture of the small demo model in `models/`.
 //! - [`WeightSet`]: TIAToolbox `.pth` (a `torch.save`d state dict, possibly nested) and
 //!   `.safetensors` files, read in pure Rust and checked tensor by tensor against the architecture.
 //! - [`Model`] and [`InferenceThread`]: a batched forward, and the thread that runs it.

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::device::{Device, Precision};
 use crate::errors::LoadError;
 use crate::heads::{HeadSpec, hovernet_heads};
+use crate::hovernet_spec::WIDTH_DIVISORS;
 
 /// The network to run.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -16,6 +17,17 @@ pub enum Architecture {
     HoVerNetFast {
         /// Number of nucleus types (tp head), or none for a model without a type head.
         num_types: Option<u32>,
+    },
+    /// TIAToolbox's `HoVerNet(mode="fast")` with every channel count divided by `width_divisor`
+    /// (2, 4 or 8): the same layers, depth, kernels, crops, tensor names and 256² → 164²
+    /// geometry, about `width_divisor²` times fewer operations. For small models trained for a
+    /// task (the demo model in `models/` is width / 8); `width_divisor` 1 is [`Self::HoVerNetFast`],
+    /// which [`Architecture::hovernet_fast`] returns for it.
+    HoVerNetFastSlim {
+        /// Number of nucleus types (tp head), or none for a model without a type head.
+        num_types: Option<u32>,
+        /// Divisor of every channel count: 2, 4 or 8.
+        width_divisor: u32,
     },
     /// TIAToolbox `HoVerNet(mode="original")`: 270² in, 80² out.
     HoVerNetOriginal {
@@ -43,13 +55,27 @@ pub enum Architecture {
 }
 
 impl Architecture {
+    /// HoVer-Net fast with channels divided by `width_divisor`: [`Self::HoVerNetFast`] for 1,
+    /// [`Self::HoVerNetFastSlim`] otherwise ([`Architecture::validate`] accepts 2, 4 and 8).
+    #[must_use]
+    pub fn hovernet_fast(num_types: Option<u32>, width_divisor: u32) -> Self {
+        if width_divisor == 1 {
+            Self::HoVerNetFast { num_types }
+        } else {
+            Self::HoVerNetFastSlim {
+                num_types,
+                width_divisor,
+            }
+        }
+    }
+
     /// The heads in TIAToolbox's `infer_batch` order (= the order of [`crate::HeadOutputs::heads`]).
     #[must_use]
     pub fn heads(&self) -> Vec<HeadSpec> {
         match self {
-            Self::HoVerNetFast { num_types } | Self::HoVerNetOriginal { num_types } => {
-                hovernet_heads(*num_types, None)
-            }
+            Self::HoVerNetFast { num_types }
+            | Self::HoVerNetFastSlim { num_types, .. }
+            | Self::HoVerNetOriginal { num_types } => hovernet_heads(*num_types, None),
             Self::HoVerNetPlus {
                 num_types,
                 num_layers,
@@ -62,7 +88,9 @@ impl Architecture {
     #[must_use]
     pub fn input_size(&self) -> u32 {
         match self {
-            Self::HoVerNetFast { .. } | Self::HoVerNetPlus { .. } => 256,
+            Self::HoVerNetFast { .. }
+            | Self::HoVerNetFastSlim { .. }
+            | Self::HoVerNetPlus { .. } => 256,
             Self::HoVerNetOriginal { .. } => 270,
             Self::TorchScript { input_size, .. } => *input_size,
         }
@@ -72,13 +100,16 @@ impl Architecture {
     #[must_use]
     pub fn output_size(&self) -> u32 {
         match self {
-            Self::HoVerNetFast { .. } | Self::HoVerNetPlus { .. } => 164,
+            Self::HoVerNetFast { .. }
+            | Self::HoVerNetFastSlim { .. }
+            | Self::HoVerNetPlus { .. } => 164,
             Self::HoVerNetOriginal { .. } => 80,
             Self::TorchScript { output_size, .. } => *output_size,
         }
     }
 
-    /// Checks the parameters (class counts ≥ 1, heads unique, sizes non-zero).
+    /// Checks the parameters (class counts ≥ 1, width divisor 2, 4 or 8, heads unique, sizes
+    /// non-zero).
     ///
     /// # Errors
     /// [`LoadError::InvalidArchitecture`] naming the bad value.
@@ -86,8 +117,18 @@ impl Architecture {
         let bad = |detail: String| Err(LoadError::InvalidArchitecture { detail });
         match self {
             Self::HoVerNetFast { num_types: Some(0) }
+            | Self::HoVerNetFastSlim {
+                num_types: Some(0), ..
+            }
             | Self::HoVerNetOriginal { num_types: Some(0) } => {
                 bad(format!("{self}: num_types must be at least 1"))
+            }
+            Self::HoVerNetFastSlim { width_divisor, .. }
+                if !WIDTH_DIVISORS.contains(width_divisor) =>
+            {
+                bad(format!(
+                    "{self}: width_divisor must be one of {WIDTH_DIVISORS:?} (1 is hovernet fast)"
+                ))
             }
             Self::HoVerNetPlus {
                 num_types,
@@ -140,6 +181,14 @@ impl fmt::Display for Architecture {
             |t: &Option<u32>| t.map_or_else(|| "no type head".to_owned(), |t| format!("{t} types"));
         match self {
             Self::HoVerNetFast { num_types } => write!(f, "hovernet fast ({})", types(num_types)),
+            Self::HoVerNetFastSlim {
+                num_types,
+                width_divisor,
+            } => write!(
+                f,
+                "hovernet fast, width / {width_divisor} ({})",
+                types(num_types)
+            ),
             Self::HoVerNetOriginal { num_types } => {
                 write!(f, "hovernet original ({})", types(num_types))
             }
@@ -261,6 +310,23 @@ mod tests {
             p.heads().last().map(|h| (h.kind, h.raw_channels)),
             Some((HeadKind::Ls, 5))
         );
+        let s = Architecture::hovernet_fast(Some(4), 8);
+        assert_eq!(
+            s,
+            Architecture::HoVerNetFastSlim {
+                num_types: Some(4),
+                width_divisor: 8
+            }
+        );
+        assert_eq!(
+            (s.input_size(), s.output_size(), s.heads().len()),
+            (256, 164, 3)
+        );
+        assert_eq!(s.to_string(), "hovernet fast, width / 8 (4 types)");
+        assert_eq!(
+            Architecture::hovernet_fast(None, 1),
+            Architecture::HoVerNetFast { num_types: None }
+        );
     }
 
     #[test]
@@ -278,6 +344,29 @@ mod tests {
             .validate()
             .is_err()
         );
+        for (d, ok) in [
+            (0, false),
+            (1, false),
+            (2, true),
+            (4, true),
+            (8, true),
+            (16, false),
+        ] {
+            let a = Architecture::HoVerNetFastSlim {
+                num_types: Some(4),
+                width_divisor: d,
+            };
+            assert_eq!(a.validate().is_ok(), ok, "width_divisor {d}");
+        }
+        let e = Architecture::hovernet_fast(Some(4), 3)
+            .validate()
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("width_divisor must be one of [2, 4, 8]"),
+            "{e}"
+        );
+        assert!(Architecture::hovernet_fast(Some(0), 8).validate().is_err());
         let ts = |heads| Architecture::TorchScript {
             heads,
             input_size: 256,

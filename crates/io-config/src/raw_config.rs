@@ -31,6 +31,7 @@ pub(crate) struct RawModel {
     pub(crate) precision: Option<Spanned<String>>,
     pub(crate) nuclei_classes: Option<Spanned<Vec<String>>>,
     pub(crate) layer_classes: Option<Spanned<Vec<String>>>,
+    pub(crate) width_divisor: Option<Spanned<i64>>,
 }
 
 /// A shape: one number (square) or `[height, width]`.
@@ -115,6 +116,7 @@ pub(crate) fn keys_of(table: Option<&str>) -> &'static [&'static str] {
             "precision",
             "nuclei_classes",
             "layer_classes",
+            "width_divisor",
         ],
         Some("io") => &[
             "resolution",

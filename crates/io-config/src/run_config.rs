@@ -152,6 +152,9 @@ pub struct ModelConfig {
     pub nuclei_classes: Vec<String>,
     /// Tissue-layer class names, index = class id.
     pub layer_classes: Vec<String>,
+    /// HoVer-Net fast with every channel count divided by this (1, 2, 4 or 8; 1 = the full
+    /// network). The demo model in `models/` is 8.
+    pub width_divisor: u32,
 }
 
 /// `[input]`, resolved.
@@ -773,6 +776,23 @@ impl Resolver<'_> {
             None => 8,
         };
         let batch_size = NonZeroU32::new(batch_size).expect("positive() returns > 0");
+        let width_divisor = match &rm.width_divisor {
+            None => 1,
+            Some(w) => {
+                let v = self.positive(w, "model.width_divisor")?;
+                if !matches!(architecture, Architecture::HoVerNetFast { .. }) {
+                    return Err(self.err(
+                        w,
+                        "model.width_divisor",
+                        "applies to architecture = \"hovernet-fast\" only",
+                    ));
+                }
+                if ![1, 2, 4, 8].contains(&v) {
+                    return Err(self.err(w, "model.width_divisor", "must be 1, 2, 4 or 8"));
+                }
+                v
+            }
+        };
         let nuclei_classes = match &rm.nuclei_classes {
             Some(c) => c.get_ref().clone(),
             None => preset
@@ -827,6 +847,7 @@ impl Resolver<'_> {
             precision,
             nuclei_classes,
             layer_classes,
+            width_divisor,
         })
     }
 

@@ -53,9 +53,9 @@ pub fn device(cfg: &RunConfig, override_device: Option<Device>) -> Device {
 pub fn architecture(cfg: &RunConfig) -> Result<Architecture, ModelConfigError> {
     let io = &cfg.io;
     Ok(match &cfg.model.architecture {
-        CfgArchitecture::HoVerNetFast { num_types } => Architecture::HoVerNetFast {
-            num_types: *num_types,
-        },
+        CfgArchitecture::HoVerNetFast { num_types } => {
+            Architecture::hovernet_fast(*num_types, cfg.model.width_divisor)
+        }
         CfgArchitecture::HoVerNetOriginal { num_types } => Architecture::HoVerNetOriginal {
             num_types: *num_types,
         },
