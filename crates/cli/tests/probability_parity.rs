@@ -99,7 +99,8 @@ fn random_weight_hovernet_maps_match_tiatoolbox_within_1e_4() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
-    let store = tmp.path().join("out/hgsc_nest_decoded.zarr/probabilities");
+    // TIAToolbox's names: `probabilities/<head>` inside the slide's Zarr output.
+    let store = tmp.path().join("out/hgsc_nest_decoded.zarr");
     let fs = Arc::new(FilesystemStore::new(&store).unwrap());
     let read = |head: usize, c: u64| -> Vec<f32> {
         let a = Array::open(fs.clone(), &format!("/probabilities/{head}")).unwrap();

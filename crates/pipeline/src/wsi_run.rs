@@ -268,7 +268,7 @@ pub(crate) fn run_wsi_slide(job: SlideJob<'_>) -> Result<SlideSummary, SlideErro
                 serde_json::json!(spec.processing_mpp),
             );
             Some(
-                ProbabilityStore::create(
+                ProbabilityStore::create_group(
                     &dir,
                     &lay.plan,
                     &stitch_heads,

@@ -15,6 +15,11 @@
 //! ```
 //! The store is written to `<path>.part` and renamed to `<path>` by [`ProbabilityStore::finish`];
 //! dropped unfinished (an error upstream), the `.part` directory is removed.
+//!
+//! [`ProbabilityStore::create_group`] writes the same maps as one group inside a larger store
+//! (the export's Zarr output): `<path>/zarr.json` is then the group with the attributes above and
+//! the arrays are `<path>/<h>`, so a store that places it at `<store>/probabilities` reads as
+//! `probabilities/<h>`, TIAToolbox's names.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,6 +60,44 @@ impl ProbabilityStore {
         layout: ZarrLayout,
         budget: &MemoryBudget,
     ) -> Result<Self, StitchError> {
+        Self::create_with(
+            path,
+            plan,
+            heads,
+            attributes,
+            layout,
+            budget,
+            "/probabilities",
+        )
+    }
+
+    /// As [`create`](Self::create), but `path` becomes one group holding the maps directly
+    /// (`<path>/<h>`, the group's attributes as the root's of a standalone store), for a caller
+    /// that places it inside a store of its own (e.g. at `<store>/probabilities`).
+    ///
+    /// # Errors
+    /// As [`create`](Self::create).
+    pub fn create_group(
+        path: &Path,
+        plan: &CanvasPlan,
+        heads: &[HeadSpec],
+        attributes: serde_json::Map<String, serde_json::Value>,
+        layout: ZarrLayout,
+        budget: &MemoryBudget,
+    ) -> Result<Self, StitchError> {
+        Self::create_with(path, plan, heads, attributes, layout, budget, "")
+    }
+
+    /// Creates the store with the arrays under `group` ("" = the root).
+    fn create_with(
+        path: &Path,
+        plan: &CanvasPlan,
+        heads: &[HeadSpec],
+        attributes: serde_json::Map<String, serde_json::Value>,
+        layout: ZarrLayout,
+        budget: &MemoryBudget,
+        group: &str,
+    ) -> Result<Self, StitchError> {
         if path.exists() {
             return Err(StitchError::OutputExists {
                 path: path.to_path_buf(),
@@ -90,17 +133,18 @@ impl ProbabilityStore {
                 "canvas_size": plan.canvas_size(),
                 "mask_padding": [padding.left, padding.top, padding.right, padding.bottom],
                 "heads": heads.iter().map(|h| json!({"name": h.name, "channels": h.channels})).collect::<Vec<_>>(),
-                "layout": "probabilities/<head index>: (y, x, channel) float32 at the processing resolution",
+                "layout": format!("{}<head index>: (y, x, channel) float32 at the processing resolution", group.strip_prefix('/').map(|g| format!("{g}/")).unwrap_or_default()),
                 "version": env!("CARGO_PKG_VERSION"),
             }),
         );
-        for (group_path, attrs) in [
-            ("/", root_attributes),
-            ("/probabilities", serde_json::Map::new()),
-        ] {
+        let mut groups = vec![("/".to_owned(), root_attributes)];
+        if !group.is_empty() {
+            groups.push((group.to_owned(), serde_json::Map::new()));
+        }
+        for (group_path, attrs) in groups {
             GroupBuilder::new()
                 .attributes(attrs)
-                .build(store.clone(), group_path)
+                .build(store.clone(), &group_path)
                 .map_err(|e| StitchError::zarr("create group", &part_path, e))?
                 .store_metadata()
                 .map_err(|e| StitchError::zarr("write group metadata", &part_path, e))?;
@@ -109,7 +153,7 @@ impl ProbabilityStore {
             .iter()
             .enumerate()
             .map(|(i, head)| ArraySpec {
-                path: format!("/probabilities/{i}"),
+                path: format!("{group}/{i}"),
                 channels: head.channels,
                 attributes: [("head".to_owned(), json!(head.name))]
                     .into_iter()

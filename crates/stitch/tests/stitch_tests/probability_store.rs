@@ -299,3 +299,78 @@ fn both_stages_save_the_same_maps_with_and_without_spill() {
         }
     }
 }
+
+#[test]
+fn a_group_store_holds_the_maps_directly_under_its_path() {
+    // As the export's Zarr output uses it: `<store>/probabilities/<h>`, not one level deeper.
+    let (slide_w, slide_h) = (30usize, 22usize);
+    let slide = SyntheticSlide::new(slide_w, slide_h, 3, 5);
+    let (input, output, stride) = ([14, 14], [10, 10], [10, 10]);
+    let g = grid([slide_w, slide_h], input, output, stride);
+    let selected: Vec<usize> = (0..g.output_boxes.len()).collect();
+    let plan =
+        CanvasPlan::new(&g.output_boxes, &selected, [slide_w as u64, slide_h as u64]).unwrap();
+    let channels = [1usize, 2];
+    let heads = vec![HeadSpec::new("np", 1), HeadSpec::new("hv", 2)];
+    let patches: Vec<_> = selected
+        .iter()
+        .map(|&i| identity_crop(&slide, &g, i, input, output, &channels))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let outer = dir.path().join("slide.zarr");
+    std::fs::create_dir(&outer).unwrap();
+    let path = outer.join("probabilities");
+    let mut attrs = serde_json::Map::new();
+    attrs.insert("processing_mpp".into(), serde_json::json!(0.5));
+    let mut store = ProbabilityStore::create_group(
+        &path,
+        &plan,
+        &heads,
+        attrs,
+        ZarrLayout::default(),
+        &MemoryBudget::unlimited(),
+    )
+    .unwrap();
+    let mut stitcher = mtseg_stitch::Stitcher::new(params(
+        plan.clone(),
+        output,
+        &channels,
+        MemoryBudget::unlimited(),
+    ))
+    .unwrap();
+    for p in patches {
+        for rows in stitcher.push(p).unwrap() {
+            store.write_rows(&rows).unwrap();
+        }
+    }
+    let (rest, _) = stitcher.finish().unwrap();
+    for rows in rest {
+        store.write_rows(&rows).unwrap();
+    }
+    assert_eq!(store.finish().unwrap(), path);
+
+    let group: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path.join("zarr.json")).unwrap()).unwrap();
+    assert_eq!(group["node_type"], "group");
+    assert_eq!(group["attributes"]["processing_mpp"], 0.5);
+    assert_eq!(
+        group["attributes"]["mtseg_stitch"]["layout"],
+        "<head index>: (y, x, channel) float32 at the processing resolution"
+    );
+    assert!(!path.join("probabilities").exists(), "no nested group");
+    // Opened from the outer directory, the arrays are at `probabilities/<h>`.
+    let fs = Arc::new(FilesystemStore::new(&outer).unwrap());
+    for (head, &c) in channels.iter().enumerate() {
+        let array = Array::open(fs.clone(), &format!("/probabilities/{head}")).unwrap();
+        assert_eq!(array.shape(), &[slide_h as u64, slide_w as u64, c as u64]);
+    }
+    let np: Vec<f32> = Array::open(fs, "/probabilities/0")
+        .unwrap()
+        .retrieve_array_subset(&ArraySubset::new_with_ranges(&[
+            0..slide_h as u64,
+            0..slide_w as u64,
+            0..1,
+        ]))
+        .unwrap();
+    assert!(np.iter().any(|&v| v != 0.0), "maps were written");
+}
