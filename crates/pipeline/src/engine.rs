@@ -31,7 +31,9 @@ pub struct SlideModelContext<'a> {
     pub grid: &'a PatchGrid,
 }
 
-/// Makes the model for each slide.
+/// Makes the model: in WSI mode once per slide (with that slide's context); in patch mode once
+/// for the whole list of images (with the first image's context: every image has the same
+/// one-patch grid).
 pub trait ModelProvider: Send + Sync {
     /// A factory that loads the model (called on the inference thread).
     ///
@@ -175,25 +177,7 @@ impl<'a> Engine<'a> {
             wall_s: 0.0,
             peak_rss_bytes: None,
         };
-        for (index, path) in slides.iter().enumerate() {
-            if self.cancel.load(Ordering::Relaxed) {
-                let e = SlideError::Cancelled {
-                    slide: path.clone(),
-                };
-                self.fail(&mut summary, index, path, &e);
-                continue;
-            }
-            let result = match cfg.input.mode {
-                InputMode::Wsi => self.run_one(index, path, &provenance, &budget),
-                InputMode::Patch => crate::patch_run::run_patch_image(
-                    cfg,
-                    index,
-                    path,
-                    self.model,
-                    self.outputs,
-                    &provenance,
-                ),
-            };
+        let mut report = |index: usize, path: &Path, result: Result<SlideSummary, SlideError>| {
             match result {
                 Ok(s) => {
                     tracing::info!(slide = %path.display(), nuclei = s.nuclei, wall_s = s.wall_s, "slide done");
@@ -205,6 +189,31 @@ impl<'a> Engine<'a> {
                 }
                 Err(e) => self.fail(&mut summary, index, path, &e),
             }
+        };
+        match cfg.input.mode {
+            InputMode::Wsi => {
+                for (index, path) in slides.iter().enumerate() {
+                    let result = if self.cancel.load(Ordering::Relaxed) {
+                        Err(SlideError::Cancelled {
+                            slide: path.clone(),
+                        })
+                    } else {
+                        self.run_one(index, path, &provenance, &budget)
+                    };
+                    report(index, path, result);
+                }
+            }
+            InputMode::Patch => crate::patch_run::run_patch_images(
+                &crate::patch_run::PatchJob {
+                    cfg,
+                    images: slides,
+                    model: self.model,
+                    outputs: self.outputs,
+                    provenance: &provenance,
+                    cancel: &self.cancel,
+                },
+                &mut report,
+            ),
         }
         summary.wall_s = started.elapsed().as_secs_f64();
         summary.peak_rss_bytes = peak_rss_bytes();

@@ -1,15 +1,24 @@
 //! Patch mode: each image is one model input (TIAToolbox's `patch_mode=True`): its output patch
 //! is post-processed on its own, coordinates relative to the output patch, one set of outputs
 //! per image.
+//!
+//! The model is loaded once for the whole list. A reader thread reads the images in parallel
+//! (rayon) and hands them to the inference thread in batches of `[model] batch_size`; this thread
+//! post-processes and writes the images of each returned batch in parallel. An image that cannot
+//! be used (missing, unreadable, not exactly the model's input size) is reported and the others
+//! go on; a failing model or forward is reported for every image it concerns.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use mtseg_infer::{HeadKind, InferenceThread, InputBatch};
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use mtseg_infer::{HeadKind, HeadOutputs, InferError, InferenceThread, InputBatch};
 use mtseg_instmerge::{CanvasMaps, full_canvas_mode};
 use mtseg_io_config::RunConfig;
 use mtseg_slide::open_slide;
 use mtseg_tiling::Size2;
+use rayon::prelude::*;
 
 use crate::engine::{ModelProvider, SlideModelContext};
 use crate::model_params::np_hv_params;
@@ -19,24 +28,186 @@ use crate::pipeline_errors::SlideError;
 use crate::progress_events::{SlideSummary, StageTimes};
 use crate::slide_output::{OutputProvider, SlideOutputSpec};
 use crate::stage_params;
+use crate::wsi_run::BusyClock;
 
-/// Runs one image of patch mode.
-pub(crate) fn run_patch_image(
-    cfg: &RunConfig,
-    _index: usize,
-    path: &Path,
-    model: &dyn ModelProvider,
-    outputs: &dyn OutputProvider,
-    provenance: &serde_json::Value,
-) -> Result<SlideSummary, SlideError> {
-    let started = Instant::now();
-    let slide = open_slide(path, stage_params::slide_open_options(cfg))?;
-    let res = stage_params::resolution(cfg);
-    let (w, h) = slide.dimensions_at(res)?;
+/// The images of one patch-mode run and what they share.
+pub(crate) struct PatchJob<'a> {
+    /// The configuration.
+    pub(crate) cfg: &'a RunConfig,
+    /// The images, in run order (their index is their position).
+    pub(crate) images: &'a [PathBuf],
+    /// The model.
+    pub(crate) model: &'a dyn ModelProvider,
+    /// Where outputs go.
+    pub(crate) outputs: &'a dyn OutputProvider,
+    /// Provenance recorded in every output.
+    pub(crate) provenance: &'a serde_json::Value,
+    /// Set to stop at the next batch.
+    pub(crate) cancel: &'a AtomicBool,
+}
+
+/// Receives each image's result: its index in the run, its path, its summary or error.
+pub(crate) type Report<'r> = dyn FnMut(usize, &Path, Result<SlideSummary, SlideError>) + 'r;
+
+/// One image read and ready for the model.
+struct ReadImage {
+    index: usize,
+    pixels: Vec<u8>,
+    read_s: f64,
+    started: Instant,
+}
+
+/// What the reader hands on: a batch for the model, or images that could not be read.
+enum ReadOutcome {
+    Batch(Vec<ReadImage>),
+    Failed(Vec<(usize, SlideError)>),
+}
+
+/// Runs every image of `job`, calling `report` once per image with its result (images in the
+/// order their batches complete; within a batch, in run order).
+pub(crate) fn run_patch_images(
+    job: &PatchJob<'_>,
+    report: &mut Report<'_>,
+) {
+    let cfg = job.cfg;
+    let images = job.images;
+    let Some(first) = images.first() else {
+        return;
+    };
     let (iw, ih) = (
         u64::from(cfg.io.patch_input.width),
         u64::from(cfg.io.patch_input.height),
     );
+    let grid = mtseg_tiling::PatchGridBuilder::new(Size2::new(iw, ih), Size2::new(iw, ih))
+        .patch_output(Size2::new(iw, ih))
+        .stride(Size2::new(iw, ih))
+        .build();
+    let grid = match grid {
+        Ok(g) => g,
+        Err(source) => {
+            let reason = source.to_string();
+            for (i, p) in images.iter().enumerate() {
+                report(i, p, Err(batch_error(p, "patch grid", &reason)));
+            }
+            return;
+        }
+    };
+    // One model for the whole list; the context is the first image's (every image has the
+    // same one-patch grid).
+    let ctx = SlideModelContext {
+        slide: first,
+        grid: &grid,
+    };
+    let batch = cfg.model.batch_size.get() as usize;
+    let capacity = cfg.pipeline.queue_capacity.get() as usize;
+    let forward_clock = BusyClock::default();
+    let infer = job.model.factory(&ctx).and_then(|f| {
+        let f = crate::engine::timed(f, forward_clock.clone());
+        InferenceThread::spawn("mtseg-infer", capacity, f)
+    });
+    let mut infer = match infer {
+        Ok(t) => t,
+        Err(e) => {
+            let reason = e.to_string();
+            for (i, p) in images.iter().enumerate() {
+                report(i, p, Err(batch_error(p, "loading the model", &reason)));
+            }
+            return;
+        }
+    };
+    let sender = match infer.sender() {
+        Ok(s) => s,
+        Err(e) => {
+            let reason = e.to_string();
+            for (i, p) in images.iter().enumerate() {
+                report(i, p, Err(batch_error(p, "inference", &reason)));
+            }
+            return;
+        }
+    };
+    let results = infer.receiver();
+    infer.close();
+    // Batches in flight, in submission order (the inference thread keeps the order).
+    let (pending_tx, pending_rx) = unbounded::<ReadOutcome>();
+
+    std::thread::scope(|s| {
+        // The sender and the announcement channel move to the reader: when it ends, both close.
+        s.spawn(move || read_images(job, [iw, ih], batch, &sender, &pending_tx));
+        consume(job, &pending_rx, &results, &forward_clock, report);
+    });
+    drop(infer);
+}
+
+/// Reads the images batch by batch and submits each batch to the model. Stops when the model's
+/// input closes or the run is cancelled (the images not read are reported as cancelled).
+fn read_images(
+    job: &PatchJob<'_>,
+    [iw, ih]: [u64; 2],
+    batch: usize,
+    model_input: &Sender<InputBatch>,
+    pending: &Sender<ReadOutcome>,
+) {
+    let indices: Vec<usize> = (0..job.images.len()).collect();
+    for (c, chunk) in indices.chunks(batch.max(1)).enumerate() {
+        if job.cancel.load(Ordering::Relaxed) {
+            let rest = indices[c * batch.max(1)..]
+                .iter()
+                .map(|&i| {
+                    let slide = job.images[i].clone();
+                    (i, SlideError::Cancelled { slide })
+                })
+                .collect();
+            let _ = pending.send(ReadOutcome::Failed(rest));
+            return;
+        }
+        let read: Vec<Result<ReadImage, (usize, SlideError)>> = chunk
+            .par_iter()
+            .map(|&i| read_image(job.cfg, i, &job.images[i], [iw, ih]).map_err(|e| (i, e)))
+            .collect();
+        let (ok, failed): (Vec<_>, Vec<_>) = read.into_iter().partition(Result::is_ok);
+        let failed: Vec<_> = failed.into_iter().filter_map(Result::err).collect();
+        if !failed.is_empty() && pending.send(ReadOutcome::Failed(failed)).is_err() {
+            return;
+        }
+        let ok: Vec<ReadImage> = ok.into_iter().filter_map(Result::ok).collect();
+        if ok.is_empty() {
+            continue;
+        }
+        let mut pixels = Vec::with_capacity(ok.len() * (iw * ih * 3) as usize);
+        let mut idx = Vec::with_capacity(ok.len());
+        let mut kept = Vec::with_capacity(ok.len());
+        for mut img in ok {
+            pixels.append(&mut img.pixels);
+            idx.push(img.index as u64);
+            kept.push(img);
+        }
+        // The batch is announced before it is submitted, so the consumer always knows it.
+        if pending.send(ReadOutcome::Batch(kept)).is_err() {
+            return;
+        }
+        let input = InputBatch {
+            indices: idx,
+            pixels,
+            height: ih as usize,
+            width: iw as usize,
+        };
+        if model_input.send(input).is_err() {
+            return;
+        }
+    }
+}
+
+/// Opens one image, checks its size and reads it at the processing resolution.
+fn read_image(
+    cfg: &RunConfig,
+    index: usize,
+    path: &Path,
+    [iw, ih]: [u64; 2],
+) -> Result<ReadImage, SlideError> {
+    let started = Instant::now();
+    let slide = open_slide(path, stage_params::slide_open_options(cfg))?;
+    let res = stage_params::resolution(cfg);
+    let (w, h) = slide.dimensions_at(res)?;
     if (w, h) != (iw, ih) {
         return Err(SlideError::PatchSize {
             slide: path.to_path_buf(),
@@ -46,54 +217,120 @@ pub(crate) fn run_patch_image(
             want_height: ih,
         });
     }
-    let t_read = Instant::now();
     let img = slide.read_region(
         [0, 0, w as i64, h as i64],
         res,
         stage_params::interpolation(cfg),
     )?;
-    let read_s = t_read.elapsed().as_secs_f64();
-    let grid_err = |source| SlideError::Grid {
+    Ok(ReadImage {
+        index,
+        pixels: img.into_raw(),
+        read_s: started.elapsed().as_secs_f64(),
+        started,
+    })
+}
+
+/// Takes the reader's outcomes in order: failures are reported at once, each batch is matched
+/// with the model's result for it, then its images are post-processed and written in parallel.
+fn consume(
+    job: &PatchJob<'_>,
+    pending: &Receiver<ReadOutcome>,
+    results: &Receiver<Result<HeadOutputs, InferError>>,
+    forward_clock: &BusyClock,
+    report: &mut Report<'_>,
+) {
+    let images = job.images;
+    let mut model_failed: Option<String> = None;
+    let mut forward_seen = 0.0;
+    for outcome in pending {
+        let batch = match outcome {
+            ReadOutcome::Failed(v) => {
+                for (i, e) in v {
+                    report(i, &images[i], Err(e));
+                }
+                continue;
+            }
+            ReadOutcome::Batch(b) => b,
+        };
+        let out = match (&model_failed, results.recv()) {
+            (None, Ok(Ok(out))) if out.indices.len() == batch.len() => out,
+            (None, Ok(Ok(out))) => {
+                model_failed = Some(format!(
+                    "the model returned {} results for a batch of {}",
+                    out.indices.len(),
+                    batch.len()
+                ));
+                report_batch(images, &batch, "inference", &model_failed, report);
+                continue;
+            }
+            (None, Ok(Err(e))) => {
+                // A forward error concerns this batch only; the next batches may still run.
+                report_batch(images, &batch, "inference", &Some(e.to_string()), report);
+                continue;
+            }
+            (None, Err(_)) => {
+                model_failed = Some("the inference thread stopped".into());
+                report_batch(images, &batch, "inference", &model_failed, report);
+                continue;
+            }
+            (Some(_), _) => {
+                report_batch(images, &batch, "inference", &model_failed, report);
+                continue;
+            }
+        };
+        // Forward seconds since the last batch, shared by its images (approximate when the next
+        // forward has already finished).
+        let forward_now = forward_clock.seconds();
+        let infer_s = (forward_now - forward_seen) / batch.len() as f64;
+        forward_seen = forward_now;
+        let done: Vec<(usize, Result<SlideSummary, SlideError>)> = batch
+            .par_iter()
+            .enumerate()
+            .map(|(j, img)| {
+                let r = finish_image(job, img, &out, j, infer_s);
+                (img.index, r)
+            })
+            .collect();
+        for (i, r) in done {
+            report(i, &images[i], r);
+        }
+    }
+}
+
+fn report_batch(
+    images: &[PathBuf],
+    batch: &[ReadImage],
+    stage: &'static str,
+    reason: &Option<String>,
+    report: &mut Report<'_>,
+) {
+    let reason = reason.as_deref().unwrap_or("failed");
+    for img in batch {
+        let p = &images[img.index];
+        report(img.index, p, Err(batch_error(p, stage, reason)));
+    }
+}
+
+fn batch_error(path: &Path, stage: &'static str, reason: &str) -> SlideError {
+    SlideError::Batch {
         slide: path.to_path_buf(),
-        source,
-    };
-    let grid = mtseg_tiling::PatchGridBuilder::new(Size2::new(w, h), Size2::new(iw, ih))
-        .patch_output(Size2::new(iw, ih))
-        .stride(Size2::new(iw, ih))
-        .build()
-        .map_err(grid_err)?;
-    let factory = model
-        .factory(&SlideModelContext {
-            slide: path,
-            grid: &grid,
-        })
-        .map_err(|source| SlideError::Model {
-            slide: path.to_path_buf(),
-            source: Box::new(source),
-        })?;
-    let t_infer = Instant::now();
-    let infer =
-        InferenceThread::spawn("mtseg-infer", 1, factory).map_err(|source| SlideError::Model {
-            slide: path.to_path_buf(),
-            source: Box::new(source),
-        })?;
-    let infer_err = |source| SlideError::Infer {
-        slide: path.to_path_buf(),
-        source: Box::new(source),
-    };
-    infer
-        .submit(InputBatch {
-            indices: vec![0],
-            pixels: img.into_raw(),
-            height: ih as usize,
-            width: iw as usize,
-        })
-        .map_err(infer_err)?;
-    let out = infer.recv().map_err(infer_err)?;
-    drop(infer);
-    let infer_s = t_infer.elapsed().as_secs_f64();
+        stage,
+        reason: reason.to_owned(),
+    }
+}
+
+/// Post-processes the `j`-th output patch of `out` (image `img`) and writes its outputs.
+fn finish_image(
+    job: &PatchJob<'_>,
+    img: &ReadImage,
+    out: &HeadOutputs,
+    j: usize,
+    infer_s: f64,
+) -> Result<SlideSummary, SlideError> {
+    let cfg = job.cfg;
+    let path = &job.images[img.index];
     let t_post = Instant::now();
-    let head = |k: HeadKind| out.head(k).and_then(|t| t.patch(0));
+    let head = |k: HeadKind| out.head(k).and_then(|t| t.patch(j));
     let size = out.head(HeadKind::Np).map_or(0, |t| t.shape[1]);
     let canvas = CanvasMaps {
         height: size,
@@ -124,13 +361,13 @@ pub(crate) fn run_patch_image(
         layer_classes: cfg.model.layer_classes.clone(),
         save_maps: cfg.output.save_predictions,
         save_probabilities: false,
-        provenance: provenance.clone(),
+        provenance: job.provenance.clone(),
     };
     let output_err = |source| SlideError::Output {
         slide: path.to_path_buf(),
         source,
     };
-    let mut output = outputs.create(&spec).map_err(output_err)?;
+    let mut output = job.outputs.create(&spec).map_err(output_err)?;
     output.nuclei(&result.nuclei).map_err(output_err)?;
     output.layers(&result.layers).map_err(output_err)?;
     output.rows_final(size as u64).map_err(output_err)?;
@@ -141,9 +378,9 @@ pub(crate) fn run_patch_image(
         layers: result.layers.len() as u64,
         patches: 1,
         tiles: 1,
-        wall_s: started.elapsed().as_secs_f64(),
+        wall_s: img.started.elapsed().as_secs_f64(),
         stages: StageTimes {
-            read_s,
+            read_s: img.read_s,
             infer_s,
             stitch_s: 0.0,
             postproc_s,

@@ -108,6 +108,17 @@ pub enum SlideError {
         /// The slide.
         slide: PathBuf,
     },
+    /// In patch mode, a failure shared by a whole batch of images (the model not loading, a
+    /// forward failing), reported for each image of the batch.
+    #[error("image {slide}: {stage}: {reason}")]
+    Batch {
+        /// The image.
+        slide: PathBuf,
+        /// The stage that failed.
+        stage: &'static str,
+        /// Why (the error of the batch).
+        reason: String,
+    },
     /// A stage stopped because another one failed (never the error reported when the other
     /// one's error is known).
     #[error("a stage stopped because another one failed")]
