@@ -65,10 +65,7 @@ enum ReadOutcome {
 
 /// Runs every image of `job`, calling `report` once per image with its result (images in the
 /// order their batches complete; within a batch, in run order).
-pub(crate) fn run_patch_images(
-    job: &PatchJob<'_>,
-    report: &mut Report<'_>,
-) {
+pub(crate) fn run_patch_images(job: &PatchJob<'_>, report: &mut Report<'_>) {
     let cfg = job.cfg;
     let images = job.images;
     let Some(first) = images.first() else {
