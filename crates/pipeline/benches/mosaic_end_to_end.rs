@@ -222,10 +222,11 @@ fn parent(args: &Args) -> Result<()> {
 fn print_table(s: &Value) {
     println!();
     println!(
-        "{:<7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>7} {:>8} {:>9}",
+        "{:<7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>7} {:>8} {:>9}",
         "case",
         "nuclei",
         "wall_s",
+        "cpu_s",
         "read_s",
         "infer_s",
         "stitch_s",
@@ -244,10 +245,11 @@ fn print_table(s: &Value) {
         let st = &c["stages"];
         let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
         println!(
-            "{:<7} {:>8} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>8.2} {:>7.3} {:>8.0} {:>9}",
+            "{:<7} {:>8} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>8.2} {:>7.3} {:>8.0} {:>9}",
             name,
             c["nuclei"],
             f(&c["wall_s"]),
+            f(&c["cpu_s"]),
             f(&st["read_s"]),
             f(&st["infer_s"]),
             f(&st["stitch_s"]),
@@ -263,7 +265,8 @@ fn print_table(s: &Value) {
         );
     }
     println!(
-        "overlap = stage sum / wall (stages are busy times of concurrent threads); \
+        "cpu_s = user + system CPU of the run; \
+         overlap = stage sum / wall (stages are busy times of concurrent threads); \
          nf/fwd = (wall - infer_s) / infer_s"
     );
 }
@@ -364,6 +367,18 @@ fn config(case: Case, slide: &Path, out: &Path) -> Result<RunConfig> {
     Ok(RunConfig::from_file(&path)?)
 }
 
+/// User + system CPU seconds of this process so far (`/proc/self/stat`, in USER_HZ = 100 ticks,
+/// the fixed Linux ABI value), `None` where unavailable.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after "pid (comm) ".
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 fn child(case: Case, args: &Args, result: &Path) -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("mtseg-bench-e2e-")
@@ -378,6 +393,7 @@ fn child(case: Case, args: &Args, result: &Path) -> Result<()> {
         )?)),
         Case::Cheap => None,
     };
+    let cpu_before = process_cpu_seconds();
     let summary: RunSummary = match &mosaic {
         Some(m) => {
             let provider = Oracle(Arc::clone(m) as Arc<dyn LabelSource>);
@@ -390,6 +406,7 @@ fn child(case: Case, args: &Args, result: &Path) -> Result<()> {
             Engine::new(&cfg, &provider, &ExportOutputs, &progress).run()?
         }
     };
+    let cpu_s = process_cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
     ensure!(
         summary.failed.is_empty(),
         "slide failed: {:?}",
@@ -419,12 +436,15 @@ fn child(case: Case, args: &Args, result: &Path) -> Result<()> {
         "non_forward_s": summary.wall_s - s.stages.infer_s,
         "non_forward_per_forward": (summary.wall_s - s.stages.infer_s) / s.stages.infer_s,
         "peak_rss_bytes": summary.peak_rss_bytes,
+        "cpu_s": cpu_s,
+        "cpu_per_wall": cpu_s.map(|c| c / summary.wall_s),
         "outputs": outputs,
     });
     eprintln!(
-        "  {} nuclei, wall {:.1} s, stages {:.1} s ({:?}), peak RSS {:.0} MiB",
+        "  {} nuclei, wall {:.1} s, CPU {:.1} s, stages {:.1} s ({:?}), peak RSS {:.0} MiB",
         s.nuclei,
         summary.wall_s,
+        cpu_s.unwrap_or(f64::NAN),
         stage_sum,
         s.stages,
         summary.peak_rss_bytes.unwrap_or(0) as f64 / f64::from(1u32 << 20)
