@@ -31,7 +31,8 @@ pub struct NucleusRecord {
 ///
 /// Same coordinate conventions as [`NucleusRecord`]. As in TIAToolbox's `_get_layer_info`, a
 /// class may have several polygons, and a hole of a layer arrives as a polygon of its own with
-/// the same type (QUIRK kept).
+/// the same type (QUIRK kept in the `.db` and GeoJSON). The Zarr layer map reads the polygons
+/// of a class even-odd: a hole, inside two of them, stays background.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerRecord {
     /// Polygon id, > 0; ids arrive in increasing order.

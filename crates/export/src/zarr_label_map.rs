@@ -135,7 +135,25 @@ impl<T: Element + Copy + Default> LabelMapWriter<T> {
         self.first_row * self.chunk[0]
     }
 
-    /// Set pixels `x0..=x1` of row `y` to `value` (clipped to the map). Rows of shard rows
+    /// Toggle pixels `x0..=x1` of row `y` (clipped to the map) between `value` and the
+    /// background: a pixel holding `value` becomes 0, any other becomes `value`. Rows of shard
+    /// rows already written are an error.
+    pub(crate) fn toggle_span(
+        &mut self,
+        y: i64,
+        x0: i64,
+        x1: i64,
+        value: T,
+    ) -> Result<(), ExportError>
+    where
+        T: PartialEq,
+    {
+        self.update_span(y, x0, x1, |v| {
+            *v = if *v == value { T::default() } else { value };
+        })
+    }
+
+    /// Set pixels `x0..=x1` of row `y` (clipped to the map) to `value`. Rows of shard rows
     /// already written are an error.
     pub(crate) fn fill_span(
         &mut self,
@@ -144,8 +162,20 @@ impl<T: Element + Copy + Default> LabelMapWriter<T> {
         x1: i64,
         value: T,
     ) -> Result<(), ExportError> {
+        self.update_span(y, x0, x1, |v| *v = value)
+    }
+
+    /// Apply `f` to pixels `x0..=x1` of row `y` (clipped to the map), allocating the tiles they
+    /// are in (background first). Rows of shard rows already written are an error.
+    fn update_span(
+        &mut self,
+        y: i64,
+        x0: i64,
+        x1: i64,
+        f: impl Fn(&mut T),
+    ) -> Result<(), ExportError> {
         let [w, h] = self.size;
-        if y < 0 || y as u64 >= h || x1 < 0 || x0 >= w as i64 {
+        if y < 0 || y as u64 >= h || x1 < 0 || x0 >= w as i64 || x1 < x0 {
             return Ok(());
         }
         let (x0, x1) = (x0.max(0) as u64, (x1 as u64).min(w - 1));
@@ -180,7 +210,9 @@ impl<T: Element + Copy + Default> LabelMapWriter<T> {
             }
             let tile = slot.as_mut().expect("allocated above");
             let start = row_in_tile * chunk_w as usize;
-            tile[start + (x - tile_x0) as usize..=start + (end - tile_x0) as usize].fill(value);
+            tile[start + (x - tile_x0) as usize..=start + (end - tile_x0) as usize]
+                .iter_mut()
+                .for_each(&f);
             x = end + 1;
         }
         Ok(())

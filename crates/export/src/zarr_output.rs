@@ -27,9 +27,12 @@
 //! `processing_size`); multiply by `scale_factor` for baseline pixels. Contours are the records'
 //! contours as given (not the repaired polygons of the `.db`). The maps are the records'
 //! contours filled (`crate::polygon_raster`): for a nucleus traced by `cv2.findContours` that is
-//! exactly its pixels. Where records overlap, the later record wins. Maps are sharded (one shard
-//! row = 256 rows × 2048 columns, inner chunks 256 × 256) with zstd; tables are chunked by 65 536
-//! rows with zstd. The store is written under a temporary name and renamed when complete.
+//! exactly its pixels. Where records overlap, the later record wins, except that a layer
+//! polygon toggles the pixels strictly inside it that already hold its class back to 0: the
+//! border of a hole, which TIAToolbox's `_get_layer_info` gives as a polygon of its own with
+//! the class's type, empties the hole again (the layer map is the class of each pixel). Maps
+//! are sharded (one shard row = 256 rows × 2048 columns, inner chunks 256 × 256) with zstd;
+//! tables are chunked by 65 536 rows with zstd. The store is written under a temporary name and renamed when complete.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -342,7 +345,7 @@ impl ZarrOutput {
         };
         if let Some(map) = group.map.as_mut() {
             let value = u8::try_from(record.type_id).expect("checked by the exporter");
-            rasterise(map, points, value)?;
+            rasterise_layer(map, points, value)?;
         }
         group
             .common
@@ -418,6 +421,66 @@ fn rasterise<T: zarrs::array::Element + Copy + Default>(
         }
     });
     result
+}
+
+/// Draw a layer polygon into the layer map: the pixels on its boundary are set to `value`, the
+/// pixels strictly inside are toggled between `value` and 0. The polygons of one class are
+/// the borders of that class's mask, a hole's border being a polygon of its own (TIAToolbox's
+/// `_get_layer_info`, RETR_TREE), so a hole, inside two of them, goes back to 0 while the
+/// class pixels around it (on its border) stay; what lies in the hole comes later (ids follow
+/// the first contour point, row-major) and is drawn over it.
+fn rasterise_layer(
+    map: &mut LabelMapWriter<u8>,
+    points: &[[i64; 2]],
+    value: u8,
+) -> Result<(), ExportError> {
+    let boundary = boundary_pixels(points);
+    let mut result = Ok(());
+    let mut b = 0;
+    for_each_span(points, |y, x0, x1| {
+        if result.is_err() {
+            return;
+        }
+        while b < boundary.len() && (boundary[b][0], boundary[b][1]) < (y, x0) {
+            b += 1;
+        }
+        let mut x = x0;
+        while result.is_ok() && b < boundary.len() && boundary[b][0] == y && boundary[b][1] <= x1 {
+            let bx = boundary[b][1];
+            if bx > x {
+                result = map.toggle_span(y, x, bx - 1, value);
+            }
+            x = bx + 1;
+            b += 1;
+        }
+        if result.is_ok() && x <= x1 {
+            result = map.toggle_span(y, x, x1, value);
+        }
+    });
+    result?;
+    for [y, x] in boundary {
+        map.fill_span(y, x, x, value)?;
+    }
+    Ok(())
+}
+
+/// The pixels `[y, x]` whose centres lie on the polygon's edges (every lattice point of every
+/// edge), sorted and without repeats.
+fn boundary_pixels(points: &[[i64; 2]]) -> Vec<[i64; 2]> {
+    fn gcd(a: i64, b: i64) -> i64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let n = points.len();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let ([ax, ay], [bx, by]) = (points[i], points[(i + 1) % n]);
+        let (dx, dy) = (bx - ax, by - ay);
+        let g = gcd(dx.abs(), dy.abs()).max(1);
+        out.extend((0..=g).map(|k| [ay + dy / g * k, ax + dx / g * k]));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 impl CommonTables {

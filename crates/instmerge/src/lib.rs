@@ -94,6 +94,12 @@
 //!   exactly on a margin edge is dropped by both tiles that share it. Our boxes are pixel-exact,
 //!   a nucleus touching a strip's cut line stays with the full tile, and a cross removes the
 //!   earlier nuclei meeting the pixels of its inner `2m x 2m` square (those it keeps itself).
+//! * **Tissue layers.** TIAToolbox runs the HoVer-Net+ layer polygons through the nucleus
+//!   margin rules with the box of the whole class in the tile, which strips and crosses always
+//!   meet, so most of the layer area is lost in tile mode (mostly the cross sections are left).
+//!   Ours: each tile keeps the polygons of the part of the canvas it owns in TIAToolbox's dense
+//!   tile-mode layer map (full tiles, then strips, then crosses overwrite), so the polygons
+//!   partition exactly that map.
 //! * **Ids.** TIAToolbox keys instances by `uuid4`; ours come from position (above).
 //!
 //! On the `hgsc_nest` canvas (1500 x 1500, tiles 500, margin 64) TIAToolbox's rules keep 1236
@@ -105,9 +111,10 @@
 //!   only the crosses' lines; the pending tree holds the few instances waiting for a cross.
 //! * **An empty cross removes nothing** (TIAToolbox's early return for an empty instance dict),
 //!   kept for parity; it is why instances on a cross's lines must wait for that cross.
-//! * **Layer polygons** go through the same rules with the box TIAToolbox tests (the box of the
-//!   whole layer class in the tile) and stay per-tile fragments, not unioned across tiles, as in
-//!   TIAToolbox. A union of the fragments is left for later.
+//! * **Layer polygons** are per-tile fragments (each tile's polygons cut to the part of the
+//!   canvas it owns, see the differences above), not unioned across tiles. A union of the
+//!   fragments is left for later. With [`TiaToolboxCompat::exact`] they go through the nucleus
+//!   rules with the box TIAToolbox tests (the box of the whole layer class in the tile).
 //! * **Positions must lie inside their tile** (checked): it is what lets a tile's top bound the
 //!   ids of everything still to come.
 //!

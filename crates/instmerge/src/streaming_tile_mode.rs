@@ -9,7 +9,7 @@ use mtseg_tiling::PostprocTile;
 use crate::merge_errors::MergeError;
 use crate::tiatoolbox_compat::TiaToolboxCompat;
 use crate::tile_merge::{MergeStats, MergedItem, TileMerger};
-use crate::tile_mode::{CanvasMaps, TileMaps, process_tile_chunk};
+use crate::tile_mode::{CanvasMaps, LayerCut, TileMaps, process_tile_chunk};
 
 /// Consecutive canvas rows of every map, row-major (the layout of [`CanvasMaps`]).
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +61,7 @@ pub struct StreamingTileMode {
     ls: Option<Vec<f32>>,
     np_hv: NpHvParams,
     nuclei: TileMerger<NucleusInstance>,
+    layer_cut: LayerCut,
     layers: Option<TileMerger<LayerRegion>>,
     peak_window_rows: usize,
 }
@@ -86,11 +87,8 @@ impl StreamingTileMode {
         let mut order: Vec<usize> = (0..tiles.len()).collect();
         order.sort_by_key(|&i| (end_row(&tiles[i]), i));
         let nuclei = TileMerger::new(tiles.clone(), margin, compat)?;
-        let layers = if has_ls {
-            Some(TileMerger::new(tiles.clone(), margin, compat)?)
-        } else {
-            None
-        };
+        let layer_cut = LayerCut::new(has_ls, compat);
+        let layers = layer_cut.merger(&tiles, margin, compat)?;
         Ok(Self {
             width,
             height,
@@ -105,6 +103,7 @@ impl StreamingTileMode {
             ls: has_ls.then(Vec::new),
             np_hv,
             nuclei,
+            layer_cut,
             layers,
             peak_window_rows: 0,
         })
@@ -240,7 +239,7 @@ impl StreamingTileMode {
                 })
                 .collect();
             let results =
-                process_tile_chunk(&maps, part, &self.tiles, &self.np_hv, self.layers.is_some())?;
+                process_tile_chunk(&maps, part, &self.tiles, &self.np_hv, self.layer_cut)?;
             for (&i, (nuclei, layers)) in part.iter().zip(results) {
                 self.nuclei.push(i, nuclei)?;
                 if let Some(m) = &mut self.layers {

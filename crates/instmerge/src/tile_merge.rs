@@ -137,6 +137,8 @@ pub struct TileMerger<T> {
     tiles: Vec<PostprocTile>,
     margin: i64,
     rules: RuleSet,
+    /// `false` for [`TileMerger::without_rules`]: every instance pushed is kept.
+    apply_rules: bool,
     crosses: CrossLines,
     // STATE
     /// `Some(had_instances)` once the tile is in.
@@ -192,6 +194,7 @@ impl<T: MergeItem> TileMerger<T> {
             tiles,
             margin,
             rules,
+            apply_rules: true,
             crosses,
             unarrived_tops,
             pending: PendingIndex::default(),
@@ -199,6 +202,19 @@ impl<T: MergeItem> TileMerger<T> {
             next_id: 1,
             stats: MergeStats::default(),
         })
+    }
+
+    /// A merger for `tiles` that applies no rule: every instance pushed is final and kept, with
+    /// ids in the same row-major order as [`new`](Self::new)'s. For instances that already
+    /// partition the canvas between the tiles, e.g. HoVer-Net+ layer polygons cut to the part
+    /// of the canvas each tile owns.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn without_rules(tiles: Vec<PostprocTile>) -> Result<Self, MergeError> {
+        let mut m = Self::new(tiles, 0, TiaToolboxCompat::OFF)?;
+        m.apply_rules = false;
+        Ok(m)
     }
 
     /// The layout this merger was built for.
@@ -241,7 +257,8 @@ impl<T: MergeItem> TileMerger<T> {
     /// Merges the instances of the tile at `tile_index` (canvas coordinates, in the order
     /// post-processing gave them): drops those its own margin rules remove and those a later
     /// cross tile (already in, with instances) removes; a cross also removes the earlier
-    /// instances on its margin lines. On error nothing is changed.
+    /// instances on its margin lines (a merger built [`without_rules`](Self::without_rules)
+    /// keeps them all). On error nothing is changed.
     ///
     /// # Errors
     /// [`MergeError::UnknownTile`], [`MergeError::TileTwice`], and
@@ -277,6 +294,11 @@ impl<T: MergeItem> TileMerger<T> {
         self.arrived[tile_index] = Some(nonempty);
         self.unarrived_tops.remove(&(b[1], tile_index));
         for (index, item) in items.into_iter().enumerate() {
+            if !self.apply_rules {
+                let key = OrderKey::new(item.position(), tile_index, index);
+                self.ready.insert(key, (tile_index, item));
+                continue;
+            }
             let bbox: Rect = item.merge_box().map(i64::from);
             if removed_in_tile(&tile, self.margin, &bbox, self.rules) {
                 self.stats.removed_by_margin += 1;
@@ -301,7 +323,8 @@ impl<T: MergeItem> TileMerger<T> {
                 });
             }
         }
-        if tile.set == TileSet::Cross
+        if self.apply_rules
+            && tile.set == TileSet::Cross
             && let Some(lines) = cross_removal_regions(&tile, self.margin, self.rules)
         {
             let out = self.pending.resolve_cross(tile_index, &lines, nonempty);

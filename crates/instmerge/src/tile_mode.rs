@@ -3,8 +3,8 @@
 //! mode (one post-processing call) it is compared with.
 
 use mtseg_postproc::{
-    CanvasView, LayerRegion, NpHvParams, NucleusInstance, TileInput, postprocess_layers,
-    postprocess_tiles,
+    CanvasView, LayerRegion, NpHvParams, NucleusInstance, TileInput, layer_info,
+    postprocess_layers, postprocess_tiles, proc_layers,
 };
 use mtseg_tiling::{PostprocTile, SideFlags, Size2, TileSet, tile_layout};
 use rayon::prelude::*;
@@ -87,7 +87,8 @@ impl TileModeParams {
 pub struct CanvasInstances {
     /// Nuclei (`nuclei_segmentation`).
     pub nuclei: Vec<MergedItem<NucleusInstance>>,
-    /// Layer polygons (`layer_segmentation`, HoVer-Net+ only; per-tile fragments).
+    /// Layer polygons (`layer_segmentation`, HoVer-Net+ only): per-tile fragments, each of the
+    /// part of the canvas its tile owns (see [`TiaToolboxCompat`]`::layer_margin_rules`).
     pub layers: Vec<MergedItem<LayerRegion>>,
     /// The tiles post-processed.
     pub tiles: Vec<PostprocTile>,
@@ -172,14 +173,94 @@ impl TileMaps {
 /// One tile's nuclei and layer polygons.
 pub(crate) type TileInstances = (Vec<NucleusInstance>, Vec<LayerRegion>);
 
+/// How a tile's layer polygons are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LayerCut {
+    /// No layers (no `ls` map).
+    None,
+    /// TIAToolbox: the polygons of the whole tile, for the nucleus margin rules to filter.
+    MarginRules,
+    /// Ours: the polygons of the part of the canvas the tile owns in TIAToolbox's dense
+    /// tile-mode layer map (its bounds less those of every later tile), kept as they are.
+    Owned,
+}
+
+impl LayerCut {
+    /// The cut for a canvas with (`has_ls`) or without a layer map.
+    pub(crate) fn new(has_ls: bool, compat: TiaToolboxCompat) -> Self {
+        match (has_ls, compat.layer_margin_rules) {
+            (false, _) => Self::None,
+            (true, true) => Self::MarginRules,
+            (true, false) => Self::Owned,
+        }
+    }
+
+    /// The merger of the layer polygons of `tiles`, if there are layers.
+    pub(crate) fn merger(
+        self,
+        tiles: &[PostprocTile],
+        margin: u64,
+        compat: TiaToolboxCompat,
+    ) -> Result<Option<TileMerger<LayerRegion>>, MergeError> {
+        Ok(match self {
+            Self::None => None,
+            Self::MarginRules => Some(TileMerger::new(tiles.to_vec(), margin, compat)?),
+            Self::Owned => Some(TileMerger::without_rules(tiles.to_vec())?),
+        })
+    }
+}
+
+/// The boxes of the tiles that come after tile `i` in TIAToolbox's merge order (tile set, then
+/// index) and overlap it: in the dense tile-mode layer map, their pixels overwrite tile `i`'s.
+pub(crate) fn later_overlaps(tiles: &[PostprocTile], i: usize) -> Vec<[i64; 4]> {
+    let b = tiles[i].bounds;
+    tiles
+        .iter()
+        .enumerate()
+        .filter(|&(j, t)| {
+            let o = t.bounds;
+            (t.set, j) > (tiles[i].set, i)
+                && o[0] < b[2]
+                && b[0] < o[2]
+                && o[1] < b[3]
+                && b[1] < o[3]
+        })
+        .map(|(_, t)| t.bounds)
+        .collect()
+}
+
+/// The layer polygons of the part of the tile map `m` (tile `i`) that the tile owns.
+fn owned_layers(
+    m: &TileMaps,
+    tiles: &[PostprocTile],
+    i: usize,
+) -> Result<Vec<LayerRegion>, mtseg_postproc::PostprocError> {
+    let [x0, y0, x1, y1] = m.region;
+    let (h, w) = (y1 - y0, x1 - x0);
+    let ls = m.ls.as_deref().unwrap_or_default();
+    let mut map = proc_layers(ls, h, w)?;
+    let [ox, oy] = m.offset().map(i64::from);
+    for r in later_overlaps(tiles, i) {
+        // in tile-map coordinates, clipped to the map
+        let cx = |v: i64| (v - ox).clamp(0, w as i64) as usize;
+        let cy = |v: i64| (v - oy).clamp(0, h as i64) as usize;
+        let (ax, bx) = (cx(r[0]), cx(r[2]));
+        for row in cy(r[1])..cy(r[3]) {
+            map[row * w + ax..row * w + bx].fill(0);
+        }
+    }
+    layer_info(&map, h, w, m.offset())
+}
+
 /// Post-processes the cropped `maps` of the tiles `part` (indices into `tiles`) on the rayon
-/// pool: per tile its nuclei and, when `layers`, its layer polygons, in canvas coordinates.
+/// pool: per tile its nuclei and its layer polygons (none with [`LayerCut::None`]), in canvas
+/// coordinates.
 pub(crate) fn process_tile_chunk(
     maps: &[TileMaps],
     part: &[usize],
     tiles: &[PostprocTile],
     np_hv: &NpHvParams,
-    layers: bool,
+    layers: LayerCut,
 ) -> Result<Vec<TileInstances>, MergeError> {
     let postproc_err = |k: usize| {
         let bounds = tiles[part[k]].bounds;
@@ -200,13 +281,16 @@ pub(crate) fn process_tile_chunk(
     for (k, r) in slot.iter().zip(postproc_tiles_checked(&inputs, np_hv)) {
         outs[*k].0 = r.map_err(postproc_err(*k))?.instances;
     }
-    if layers {
+    if layers != LayerCut::None {
         let regions: Vec<Result<Vec<LayerRegion>, MergeError>> = maps
             .par_iter()
             .enumerate()
             .map(|(k, m)| {
                 if m.is_empty() {
                     return Ok(Vec::new());
+                }
+                if layers == LayerCut::Owned {
+                    return owned_layers(m, tiles, part[k]).map_err(postproc_err(k));
                 }
                 let v = m.view().map_err(postproc_err(k))?;
                 Ok(postprocess_layers(&v, m.offset())
@@ -232,36 +316,36 @@ fn run_tiles(
     canvas.check()?;
     let _span = tracing::debug_span!("tile_mode", tiles = tiles.len()).entered();
     let mut nuclei_merger = TileMerger::new(tiles.clone(), margin, compat)?;
-    let mut layer_merger = TileMerger::new(tiles.clone(), margin, compat)?;
+    let cut = LayerCut::new(canvas.ls.is_some(), compat);
+    let mut layer_merger = cut.merger(&tiles, margin, compat)?;
     let mut nuclei = Vec::new();
     let mut layers = Vec::new();
     let chunk = (2 * rayon::current_num_threads()).max(1);
     let indices: Vec<usize> = (0..tiles.len()).collect();
-    let with_layers = canvas.ls.is_some();
     for part in indices.chunks(chunk) {
         // memory: one chunk of tile copies at a time
         let maps: Vec<TileMaps> = part
             .par_iter()
             .map(|&i| TileMaps::crop(canvas, tiles[i].bounds))
             .collect();
-        let outs = process_tile_chunk(&maps, part, &tiles, np_hv, with_layers)?;
+        let outs = process_tile_chunk(&maps, part, &tiles, np_hv, cut)?;
         for (&i, (inst, regions)) in part.iter().zip(outs) {
             nuclei_merger.push(i, inst)?;
-            if with_layers {
-                layer_merger.push(i, regions)?;
+            if let Some(m) = &mut layer_merger {
+                m.push(i, regions)?;
             }
         }
         nuclei.extend(nuclei_merger.drain_final());
-        if with_layers {
-            layers.extend(layer_merger.drain_final());
+        if let Some(m) = &mut layer_merger {
+            layers.extend(m.drain_final());
         }
     }
     let nuclei_stats = nuclei_merger.stats();
     nuclei.extend(nuclei_merger.finish()?);
     let mut layer_stats = MergeStats::default();
-    if with_layers {
-        layer_stats = layer_merger.stats();
-        layers.extend(layer_merger.finish()?);
+    if let Some(m) = layer_merger {
+        layer_stats = m.stats();
+        layers.extend(m.finish()?);
     }
     Ok(CanvasInstances {
         nuclei,
@@ -284,8 +368,10 @@ fn postproc_tiles_checked(
 
 /// TIAToolbox's tile mode on a whole stitched canvas: the tiles of
 /// [`tile_layout`] over the canvas (or over `params.compat.grid_extent`), each post-processed on
-/// the rayon pool, merged by [`TileMerger`]. Layers are post-processed and merged the same way
-/// when the canvas has an `ls` map.
+/// the rayon pool, merged by [`TileMerger`]. When the canvas has an `ls` map, each tile's layer
+/// polygons are those of the part of the canvas it owns in TIAToolbox's dense tile-mode layer
+/// map (or, with `compat.layer_margin_rules`, TIAToolbox's whole-tile polygons through the
+/// margin rules).
 ///
 /// # Errors
 /// [`MergeError::ZeroTile`], [`MergeError::CanvasBuffer`] for a map of the wrong length,

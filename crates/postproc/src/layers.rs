@@ -165,6 +165,50 @@ mod tests {
         assert_eq!(regions[0].contour[0], [5, 7]);
     }
 
+    /// Twice the signed area (shoelace, `x` right, `y` down).
+    fn signed_area2(c: &[[i32; 2]]) -> i64 {
+        (0..c.len())
+            .map(|i| {
+                let (a, b) = (c[i], c[(i + 1) % c.len()]);
+                i64::from(a[0]) * i64::from(b[1]) - i64::from(b[0]) * i64::from(a[1])
+            })
+            .sum()
+    }
+
+    #[test]
+    fn outer_borders_and_hole_borders_turn_opposite_ways() {
+        // a 30 x 30 square of class 2 with a 10 x 10 hole (class 1 inside) and one of class 0:
+        // as cv2.findContours, outer borders have a negative shoelace area (y down), hole
+        // borders a positive one (mtseg-export's layer map relies on it)
+        let (h, w) = (40, 80);
+        let mut map = vec![0u8; h * w];
+        for y in 5..35 {
+            for x in 5..75 {
+                map[y * w + x] = 2;
+            }
+        }
+        for y in 15..25 {
+            for x in 15..25 {
+                map[y * w + x] = 1;
+            }
+            for x in 50..60 {
+                map[y * w + x] = 0;
+            }
+        }
+        let regions = layer_info(&map, h, w, [0, 0]).unwrap();
+        let summary: Vec<(u8, i64)> = regions
+            .iter()
+            .map(|r| (r.type_id, signed_area2(&r.contour).signum()))
+            .collect();
+        assert_eq!(summary, [(1, -1), (2, -1), (2, 1), (2, 1)]);
+        // each hole border runs through the class-2 pixels around its hole
+        assert!(regions[2..].iter().all(|r| {
+            r.contour
+                .iter()
+                .all(|p| map[p[1] as usize * w + p[0] as usize] == 2)
+        }));
+    }
+
     #[test]
     fn rejects_wrong_length() {
         assert!(proc_layers(&[0.0; 5], 2, 3).is_err());

@@ -1,5 +1,5 @@
-//! The [`LabelSource`] trait: a known nucleus instance raster (with class ids) that can be read
-//! by region.
+//! The [`LabelSource`] trait: a known nucleus instance raster (with class ids), and optionally a
+//! tissue-layer class raster aligned with it, that can be read by region.
 
 /// A nucleus label raster that can be read by region: the "truth" an oracle model renders and a
 /// pipeline's output is compared with.
@@ -7,6 +7,11 @@
 /// Coordinates are pixels at the processing resolution, `x` to the right, `y` down, origin at the
 /// raster's top-left. Instance ids are `> 0` (`<= 0` is background) and unique within the source.
 /// Class ids are `0..num_types()`, 0 being background.
+///
+/// A source may also know the tissue layers (HoVer-Net+'s `layer_segmentation`): one layer class
+/// per pixel, `0..num_layers()`, 0 being background, aligned with the nuclei. Sources without one
+/// keep the provided [`num_layers`](Self::num_layers) (0) and
+/// [`fill_layers`](Self::fill_layers) (all background).
 pub trait LabelSource: Send + Sync {
     /// `[width, height]` of the raster.
     fn size(&self) -> [u64; 2];
@@ -32,6 +37,29 @@ pub trait LabelSource: Send + Sync {
     /// value override it.
     fn max_label(&self) -> i32 {
         scan_max_label(self)
+    }
+
+    /// Number of tissue-layer classes, background included (the raw channels of an `ls` head);
+    /// 0 when the source has no layer raster (the provided implementation).
+    fn num_layers(&self) -> u32 {
+        0
+    }
+
+    /// Writes the layer classes of the region `[x0, x0 + w) x [y0, y0 + h)` row-major into
+    /// `layers`, 0 outside the raster. The provided implementation (no layer raster) writes 0
+    /// everywhere.
+    ///
+    /// # Panics
+    /// When `layers` holds fewer than `w * h` values (a caller bug).
+    fn fill_layers(&self, x0: i64, y0: i64, w: usize, h: usize, layers: &mut [u8]) {
+        let _ = (x0, y0);
+        let n = w * h;
+        assert!(
+            layers.len() >= n,
+            "fill_layers of {w}x{h} needs {n} values, got {}",
+            layers.len()
+        );
+        layers[..n].fill(0);
     }
 }
 

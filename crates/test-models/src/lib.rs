@@ -18,14 +18,22 @@
 //!
 //! # Brief overview
 //!
-//! - [`LabelSource`]: a nucleus instance + class raster read by region (0 outside).
+//! - [`LabelSource`]: a nucleus instance + class raster (and optionally a layer raster) read by
+//!   region (0 outside).
 //! - [`RasterLabels`]: one in memory, e.g. the histolytics `hgsc_nest` masks
 //!   ([`RasterLabels::hgsc_nest`], 1500², 1294 nuclei) read from their `.npz` files.
 //! - [`MosaicLabels`]: a source tiled `nx x ny` times (as `vips arrayjoin` tiles its image), each
 //!   copy's ids offset so all are unique, optionally cropped; holds only the base.
-//! - [`OracleModel`]: implements `mtseg_infer::Model` (heads np, hv, optional tp); patch index ->
-//!   input box via a lookup (e.g. [`grid_origins`]) -> rendered targets -> centre crop.
+//! - [`OracleModel`]: implements `mtseg_infer::Model` (heads np, hv, optional tp, optional
+//!   HoVer-Net+ ls); patch index -> input box via a lookup (e.g. [`grid_origins`]) -> rendered
+//!   targets -> centre crop.
+//! - Tissue layers (HoVer-Net+): a source may carry a layer class raster
+//!   ([`RasterLabels::with_layers`], tiled by [`MosaicLabels`]), e.g. the deterministic bands,
+//!   holes and blobs of [`synthetic_layer_raster`]; the oracle's `ls` head is that raster under
+//!   each output box.
 //! - [`match_instances`] ([`MatchStats`]: tp, fp, fn, F1, mean IoU), [`aji`], [`aji_plus`].
+//! - Output readers for end-to-end tests: [`read_annotation_store`] (a TIAToolbox `.db`, geometry
+//!   decoded) and [`read_zarr_array`] (a Zarr V3 map).
 //!
 //! # Example
 //!
@@ -73,16 +81,23 @@
 
 mod instance_matching;
 mod label_source;
+mod layer_raster;
 mod linear_assignment;
 mod mosaic_labels;
 mod npz_reader;
 mod oracle_model;
+mod output_readers;
 mod raster_labels;
 mod test_models_errors;
 
 pub use instance_matching::{MatchStats, aji, aji_plus, match_instances, rasterise_contours};
 pub use label_source::LabelSource;
+pub use layer_raster::{SYNTHETIC_LAYER_PERIOD, synthetic_layer_raster};
 pub use mosaic_labels::MosaicLabels;
 pub use oracle_model::{OracleCounters, OracleModel, OracleModelBuilder, grid_origins};
+pub use output_readers::{
+    AnnotationStoreContents, OutputReadError, StoredAnnotation, WkbPolygon, read_annotation_store,
+    read_zarr_array,
+};
 pub use raster_labels::{HISTOLYTICS_KEY, RasterLabels};
 pub use test_models_errors::{LabelError, OracleError};

@@ -13,6 +13,9 @@ use crate::{LabelError, LabelSource};
 /// line up with a mosaic of the image. Its ids are `base_id + k * base.max_label()` with
 /// `k = j * nx + i`: a base with ids `1..=N` gives ids `1..=N * nx * ny`, contiguous.
 ///
+/// A base layer raster ([`LabelSource::fill_layers`]) is tiled the same way (layer classes are
+/// not offset).
+///
 /// Nothing is allocated per mosaic pixel: [`LabelSource::fill`] reads the base region by region,
 /// so a 15k x 15k mosaic of a 1500 x 1500 raster holds only the base.
 #[derive(Clone)]
@@ -147,6 +150,49 @@ impl MosaicLabels {
     }
 }
 
+/// The part of one base copy that a region read touches (see `MosaicLabels::for_each_copy`).
+struct CopyPiece {
+    /// Copy index `j * nx + i` (its id offset is `copy_index * id_stride`).
+    copy_index: i64,
+    /// Top-left of the piece in the base's coordinates.
+    base_origin: [i64; 2],
+    /// `[w, h]` of the piece.
+    size: [usize; 2],
+    /// Index of the piece's top-left pixel in the region buffer (row-major, region width).
+    dst_start: usize,
+}
+
+impl MosaicLabels {
+    /// Calls `f` once per base copy that the visible part of the region at `origin` of `size`
+    /// touches (top to bottom, left to right).
+    fn for_each_copy(&self, origin: [i64; 2], size: [usize; 2], mut f: impl FnMut(CopyPiece)) {
+        let ([x0, y0], [w, h]) = (origin, size);
+        let [sw, sh] = [self.size[0] as i64, self.size[1] as i64];
+        let (xa, xb) = (x0.max(0), (x0 + w as i64).min(sw));
+        let (ya, yb) = (y0.max(0), (y0 + h as i64).min(sh));
+        if xa >= xb || ya >= yb {
+            return;
+        }
+        let [bw, bh] = [self.base_size[0] as i64, self.base_size[1] as i64];
+        let mut cy = ya.div_euclid(bh);
+        while cy * bh < yb {
+            let (ry0, ry1) = ((cy * bh).max(ya), ((cy + 1) * bh).min(yb));
+            let mut cx = xa.div_euclid(bw);
+            while cx * bw < xb {
+                let (rx0, rx1) = ((cx * bw).max(xa), ((cx + 1) * bw).min(xb));
+                f(CopyPiece {
+                    copy_index: cy * self.copies[0] as i64 + cx,
+                    base_origin: [rx0 - cx * bw, ry0 - cy * bh],
+                    size: [(rx1 - rx0) as usize, (ry1 - ry0) as usize],
+                    dst_start: (ry0 - y0) as usize * w + (rx0 - x0) as usize,
+                });
+                cx += 1;
+            }
+            cy += 1;
+        }
+    }
+}
+
 impl LabelSource for MosaicLabels {
     fn size(&self) -> [u64; 2] {
         self.size
@@ -163,41 +209,56 @@ impl LabelSource for MosaicLabels {
         let (labels, types) = (&mut labels[..n], &mut types[..n]);
         labels.fill(0);
         types.fill(0);
-        let [sw, sh] = [self.size[0] as i64, self.size[1] as i64];
-        let (xa, xb) = (x0.max(0), (x0 + w as i64).min(sw));
-        let (ya, yb) = (y0.max(0), (y0 + h as i64).min(sh));
-        if xa >= xb || ya >= yb {
-            return;
-        }
-        let [bw, bh] = [self.base_size[0] as i64, self.base_size[1] as i64];
         let mut tmp_l = Vec::new();
         let mut tmp_t = Vec::new();
-        // one base read per copy the visible region touches
-        let mut cy = ya.div_euclid(bh);
-        while cy * bh < yb {
-            let (ry0, ry1) = ((cy * bh).max(ya), ((cy + 1) * bh).min(yb));
-            let mut cx = xa.div_euclid(bw);
-            while cx * bw < xb {
-                let (rx0, rx1) = ((cx * bw).max(xa), ((cx + 1) * bw).min(xb));
-                let (rw, rh) = ((rx1 - rx0) as usize, (ry1 - ry0) as usize);
-                tmp_l.resize(rw * rh, 0);
-                tmp_t.resize(rw * rh, 0);
-                self.base
-                    .fill(rx0 - cx * bw, ry0 - cy * bh, rw, rh, &mut tmp_l, &mut tmp_t);
-                let offset = (cy * self.copies[0] as i64 + cx) as i32 * self.id_stride;
-                for r in 0..rh {
-                    let d = (ry0 - y0) as usize + r;
-                    let d = d * w + (rx0 - x0) as usize;
-                    let src = r * rw..(r + 1) * rw;
-                    for (dst, &l) in labels[d..d + rw].iter_mut().zip(&tmp_l[src.clone()]) {
-                        *dst = if l > 0 { l + offset } else { 0 };
-                    }
-                    types[d..d + rw].copy_from_slice(&tmp_t[src]);
+        self.for_each_copy([x0, y0], [w, h], |piece| {
+            let (rw, rh) = (piece.size[0], piece.size[1]);
+            tmp_l.resize(rw * rh, 0);
+            tmp_t.resize(rw * rh, 0);
+            self.base.fill(
+                piece.base_origin[0],
+                piece.base_origin[1],
+                rw,
+                rh,
+                &mut tmp_l,
+                &mut tmp_t,
+            );
+            let offset = piece.copy_index as i32 * self.id_stride;
+            for r in 0..rh {
+                let d = piece.dst_start + r * w;
+                let src = r * rw..(r + 1) * rw;
+                for (dst, &l) in labels[d..d + rw].iter_mut().zip(&tmp_l[src.clone()]) {
+                    *dst = if l > 0 { l + offset } else { 0 };
                 }
-                cx += 1;
+                types[d..d + rw].copy_from_slice(&tmp_t[src]);
             }
-            cy += 1;
-        }
+        });
+    }
+
+    fn fill_layers(&self, x0: i64, y0: i64, w: usize, h: usize, layers: &mut [u8]) {
+        let n = w * h;
+        assert!(
+            layers.len() >= n,
+            "fill_layers of {w}x{h} needs {n} values, got {}",
+            layers.len()
+        );
+        let layers = &mut layers[..n];
+        layers.fill(0);
+        let mut tmp = Vec::new();
+        self.for_each_copy([x0, y0], [w, h], |piece| {
+            let (rw, rh) = (piece.size[0], piece.size[1]);
+            tmp.resize(rw * rh, 0);
+            self.base
+                .fill_layers(piece.base_origin[0], piece.base_origin[1], rw, rh, &mut tmp);
+            for r in 0..rh {
+                let d = piece.dst_start + r * w;
+                layers[d..d + rw].copy_from_slice(&tmp[r * rw..(r + 1) * rw]);
+            }
+        });
+    }
+
+    fn num_layers(&self) -> u32 {
+        self.base.num_layers()
     }
 
     fn num_types(&self) -> u32 {
@@ -335,5 +396,29 @@ mod tests {
         m.fill(14_900, 14_900, 256, 256, &mut l, &mut t);
         assert_eq!(l[0], 100);
         assert_eq!(l[255], 0);
+    }
+
+    #[test]
+    fn layers_tile_like_the_labels() {
+        let plain = MosaicLabels::new(base(), 2, 2).unwrap();
+        assert_eq!(plain.num_layers(), 0);
+        // the base's layer class is its column index
+        let layered = RasterLabels::new(5, 3, read_all(&*base()).0, None)
+            .unwrap()
+            .with_layers((0..15).map(|i| (i % 5) as u8).collect())
+            .unwrap();
+        let m = MosaicLabels::covering(Arc::new(layered), [12, 5]).unwrap();
+        assert_eq!(m.num_layers(), 5);
+        let (x0, y0, w, h) = (-2i64, 1i64, 16usize, 6usize);
+        let mut l = vec![9u8; w * h];
+        m.fill_layers(x0, y0, w, h, &mut l);
+        for r in 0..h {
+            for c in 0..w {
+                let (x, y) = (x0 + c as i64, y0 + r as i64);
+                let inside = (0..12).contains(&x) && (0..5).contains(&y);
+                let want = if inside { (x % 5) as u8 } else { 0 };
+                assert_eq!(l[r * w + c], want, "({x}, {y})");
+            }
+        }
     }
 }

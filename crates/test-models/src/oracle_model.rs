@@ -56,13 +56,14 @@ impl OracleCounters {
 }
 
 /// Builds an [`OracleModel`]. Defaults: input 256, output 164 (HoVer-Net fast, PanNuke), a `tp`
-/// head with the source's classes, `np_sigma` 1.0.
+/// head with the source's classes, no `ls` head, `np_sigma` 1.0.
 pub struct OracleModelBuilder {
     source: Arc<dyn LabelSource>,
     origins: PatchOrigins,
     input_size: usize,
     output_size: usize,
     types: bool,
+    layers: bool,
     np_sigma: f32,
 }
 
@@ -88,6 +89,16 @@ impl OracleModelBuilder {
         self
     }
 
+    /// Whether the model has HoVer-Net+'s `ls` head (default false), with
+    /// `source.num_layers()` classes: the source's layer class per pixel as `f32`, the form of
+    /// TIAToolbox's `HoVerNetPlus.infer_batch` (`argmax` of the layer softmax). The source must
+    /// have a layer raster ([`LabelSource::num_layers`] > 0).
+    #[must_use]
+    pub fn layers(mut self, yes: bool) -> Self {
+        self.layers = yes;
+        self
+    }
+
     /// Sigma of the Gaussian that smooths the nucleus mask into `np` (default 1.0; 0 gives a
     /// hard 0 / 1 mask).
     #[must_use]
@@ -100,7 +111,8 @@ impl OracleModelBuilder {
     ///
     /// # Errors
     /// [`OracleError::Sizes`] unless `0 < output_size <= input_size`; [`OracleError::Sigma`] for a
-    /// negative or NaN sigma.
+    /// negative or NaN sigma; [`OracleError::NoLayers`] for an `ls` head over a source without a
+    /// layer raster.
     pub fn build(self) -> Result<OracleModel, OracleError> {
         if self.output_size == 0 || self.output_size > self.input_size {
             return Err(OracleError::Sizes {
@@ -113,12 +125,18 @@ impl OracleModelBuilder {
                 np_sigma: self.np_sigma,
             });
         }
+        if self.layers && self.source.num_layers() == 0 {
+            return Err(OracleError::NoLayers);
+        }
         let mut heads = vec![
             HeadSpec::new(HeadKind::Np, 2),
             HeadSpec::new(HeadKind::Hv, 2),
         ];
         if self.types {
             heads.push(HeadSpec::new(HeadKind::Tp, self.source.num_types().max(1)));
+        }
+        if self.layers {
+            heads.push(HeadSpec::new(HeadKind::Ls, self.source.num_layers()));
         }
         Ok(OracleModel {
             source: self.source,
@@ -140,6 +158,10 @@ impl OracleModelBuilder {
 /// returns the centre `output_size` crop. It is an oracle: **the pixels are ignored**; only the
 /// patch indices of the batch matter, turned into input boxes by the lookup given to
 /// [`OracleModel::builder`].
+///
+/// With [`OracleModelBuilder::layers`] it is a HoVer-Net+ (heads `np, hv, tp, ls`): `ls` is the
+/// source's layer raster under the output box ([`LabelSource::fill_layers`]) as `f32`, i.e. the
+/// argmax class a perfect layer head gives.
 ///
 /// Rendering over the input box rather than the output box means a nucleus cut by the output
 /// border still gets the hv of its whole extent (as long as it lies within the input box, 46 px
@@ -191,8 +213,32 @@ impl OracleModel {
             input_size: 256,
             output_size: 164,
             types: true,
+            layers: false,
             np_sigma: 1.0,
         }
+    }
+
+    /// The `ls` head output of the patch whose input box starts at `origin` (what
+    /// [`Model::forward`] returns for it with an `ls` head): the source's layer classes under the
+    /// centre `output_size²` box, as `f32`, 0 outside the source.
+    #[must_use]
+    pub fn render_layers(&self, origin: [i64; 2]) -> Vec<f32> {
+        self.render_ls(Some(origin))
+    }
+
+    fn render_ls(&self, origin: Option<[i64; 2]>) -> Vec<f32> {
+        let o = self.output_size;
+        let Some([x0, y0]) = origin else {
+            return vec![0.0; o * o];
+        };
+        let d = ((self.input_size - o) / 2) as i64;
+        let mut classes = vec![0u8; o * o];
+        self.source.fill_layers(x0 + d, y0 + d, o, o, &mut classes);
+        classes.into_iter().map(f32::from).collect()
+    }
+
+    fn has(&self, kind: HeadKind) -> bool {
+        self.heads.iter().any(|h| h.kind == kind)
     }
 
     /// Shared counters (patches forwarded, unknown indices); clone the `Arc` before the model
@@ -343,16 +389,29 @@ impl Model for OracleModel {
         let origins: Vec<Option<[i64; 2]>> =
             batch.indices().iter().map(|&i| (self.origins)(i)).collect();
         let unknown = origins.iter().filter(|x| x.is_none()).count() as u64;
-        let maps: Vec<HoverNetTargets> = origins.par_iter().map(|&g| self.render(g)).collect();
+        let (has_tp, has_ls) = (self.has(HeadKind::Tp), self.has(HeadKind::Ls));
+        let maps: Vec<(HoverNetTargets, Vec<f32>)> = origins
+            .par_iter()
+            .map(|&g| {
+                let ls = if has_ls {
+                    self.render_ls(g)
+                } else {
+                    Vec::new()
+                };
+                (self.render(g), ls)
+            })
+            .collect();
         let mut np = Vec::with_capacity(n * o * o);
         let mut hv = Vec::with_capacity(2 * n * o * o);
-        let mut tp = Vec::with_capacity(if self.heads.len() > 2 { n * o * o } else { 0 });
-        for m in &maps {
+        let mut tp = Vec::with_capacity(if has_tp { n * o * o } else { 0 });
+        let mut ls = Vec::with_capacity(if has_ls { n * o * o } else { 0 });
+        for (m, l) in &maps {
             np.extend_from_slice(&m.np);
             hv.extend_from_slice(&m.hv);
-            if self.heads.len() > 2 {
+            if has_tp {
                 tp.extend_from_slice(&m.tp);
             }
+            ls.extend_from_slice(l);
         }
         let mut heads = vec![
             HeadTensor {
@@ -366,11 +425,18 @@ impl Model for OracleModel {
                 data: hv,
             },
         ];
-        if self.heads.len() > 2 {
+        if has_tp {
             heads.push(HeadTensor {
                 kind: HeadKind::Tp,
                 shape: [n, o, o, 1],
                 data: tp,
+            });
+        }
+        if has_ls {
+            heads.push(HeadTensor {
+                kind: HeadKind::Ls,
+                shape: [n, o, o, 1],
+                data: ls,
             });
         }
         self.counters.patches.fetch_add(n as u64, Ordering::Relaxed);
@@ -480,6 +546,107 @@ mod tests {
                 .build()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn ls_is_the_layer_raster_under_each_output_box() {
+        // a disc nucleus on a 300 x 260 synthetic layer raster, read directly and as a mosaic
+        let (w, h) = (300usize, 260usize);
+        let layers = crate::synthetic_layer_raster(w, h);
+        let raster = disc_raster(w, h, 120, 100, 9, 4)
+            .with_layers(layers.clone())
+            .unwrap()
+            .with_num_layers(5);
+        let base: Arc<dyn LabelSource> = Arc::new(raster);
+        let mosaic: Arc<dyn LabelSource> = Arc::new(
+            crate::MosaicLabels::covering(base.clone(), [2 * w as u64, h as u64]).unwrap(),
+        );
+        let (s, o) = (64usize, 40usize);
+        let d = ((s - o) / 2) as i64;
+        // inside, across the right / bottom / top-left borders, far outside
+        let origins = [[10i64, 20i64], [250, 220], [-30, -15], [900, 0], [100, 80]];
+        let lookup = move |i: u64| origins.get(i as usize).copied();
+        let px = vec![0u8; origins.len() * s * s * 3];
+        let indices: Vec<u64> = (0..origins.len() as u64).collect();
+        for (src, tiled) in [(base, false), (mosaic, true)] {
+            let mut m = OracleModel::builder(src.clone(), lookup)
+                .input_size(s)
+                .output_size(o)
+                .layers(true)
+                .build()
+                .unwrap();
+            let kinds: Vec<HeadKind> = m.heads().iter().map(|h| h.kind).collect();
+            assert_eq!(
+                kinds,
+                [HeadKind::Np, HeadKind::Hv, HeadKind::Tp, HeadKind::Ls]
+            );
+            assert_eq!(m.heads()[3].raw_channels, 5);
+            let out = m
+                .forward(BatchView::new(&px, &indices, s, s).unwrap())
+                .unwrap();
+            let ls = out.head(HeadKind::Ls).unwrap();
+            assert_eq!(ls.shape, [origins.len(), o, o, 1]);
+            for (k, origin) in origins.iter().enumerate() {
+                let got = ls.patch(k).unwrap();
+                assert_eq!(got, m.render_layers(*origin), "patch {k}");
+                for r in 0..o {
+                    for c in 0..o {
+                        let (x, y) = (origin[0] + d + c as i64, origin[1] + d + r as i64);
+                        let width = if tiled { 2 * w as i64 } else { w as i64 };
+                        let inside = (0..width).contains(&x) && (0..h as i64).contains(&y);
+                        let want = if inside {
+                            layers[y as usize * w + (x as usize % w)]
+                        } else {
+                            0
+                        };
+                        assert_eq!(got[r * o + c], f32::from(want), "patch {k} ({x}, {y})");
+                    }
+                }
+            }
+            // np and tp still come with it: the last patch's output box starts at (112, 92),
+            // so the disc centre (120, 100) is at (8, 8)
+            let tp = out.head(HeadKind::Tp).unwrap().patch(4).unwrap();
+            assert_eq!(tp[8 * o + 8], 2.0);
+            assert!(out.head(HeadKind::Np).unwrap().patch(4).unwrap()[8 * o + 8] > 0.99);
+        }
+    }
+
+    #[test]
+    fn ls_head_options_and_errors() {
+        let plain: Arc<dyn LabelSource> = Arc::new(disc_raster(64, 64, 30, 30, 8, 5));
+        assert_eq!(plain.num_layers(), 0);
+        assert_eq!(
+            OracleModel::builder(plain, |_| None)
+                .layers(true)
+                .build()
+                .unwrap_err(),
+            OracleError::NoLayers
+        );
+        let with: Arc<dyn LabelSource> = Arc::new(
+            disc_raster(64, 64, 30, 30, 8, 5)
+                .with_layers(vec![2; 64 * 64])
+                .unwrap(),
+        );
+        assert_eq!(with.num_layers(), 3);
+        // no tp head: np, hv, ls
+        let mut m = OracleModel::builder(with, |i| (i == 0).then_some([0, 0]))
+            .input_size(48)
+            .output_size(32)
+            .types(false)
+            .layers(true)
+            .build()
+            .unwrap();
+        let kinds: Vec<HeadKind> = m.heads().iter().map(|h| h.kind).collect();
+        assert_eq!(kinds, [HeadKind::Np, HeadKind::Hv, HeadKind::Ls]);
+        let px = vec![0u8; 2 * 48 * 48 * 3];
+        let out = m
+            .forward(BatchView::new(&px, &[0, 7], 48, 48).unwrap())
+            .unwrap();
+        assert_eq!(out.heads.len(), 3);
+        let ls = out.head(HeadKind::Ls).unwrap();
+        assert!(ls.patch(0).unwrap().iter().all(|&v| v == 2.0));
+        // an unknown patch is background in ls too
+        assert!(ls.patch(1).unwrap().iter().all(|&v| v == 0.0));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! [`RasterLabels`]: an in-memory instance raster plus class raster, e.g. the histolytics
-//! `hgsc_nest` masks.
+//! [`RasterLabels`]: an in-memory instance raster plus class raster (and optionally a tissue-layer
+//! raster), e.g. the histolytics `hgsc_nest` masks.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -13,6 +13,9 @@ use crate::{LabelError, LabelSource};
 /// Without a class raster every instance pixel has class 1 and [`LabelSource::num_types`] is 2
 /// (background + one class). With one, `num_types` is the largest class id + 1 unless set with
 /// [`RasterLabels::with_num_types`].
+///
+/// A tissue-layer raster of the same size can be added with [`RasterLabels::with_layers`] (e.g.
+/// [`crate::synthetic_layer_raster`]); it is what [`LabelSource::fill_layers`] reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RasterLabels {
     width: usize,
@@ -22,6 +25,8 @@ pub struct RasterLabels {
     num_types: u32,
     instance_count: u64,
     max_label: i32,
+    layers: Option<Vec<u8>>,
+    num_layers: u32,
 }
 
 /// The array name histolytics uses in its mask files.
@@ -66,7 +71,44 @@ impl RasterLabels {
             num_types: num_types.max(2),
             instance_count: seen.len() as u64,
             max_label,
+            layers: None,
+            num_layers: 0,
         })
+    }
+
+    /// Adds a tissue-layer class raster (`width * height` values, row-major, 0 = background).
+    /// [`LabelSource::num_layers`] becomes its largest class id + 1 (at least 2) unless set with
+    /// [`RasterLabels::with_num_layers`].
+    ///
+    /// # Errors
+    /// [`LabelError::Size`] when `layers` does not hold `width * height` values.
+    pub fn with_layers(mut self, layers: Vec<u8>) -> Result<Self, LabelError> {
+        let n = self.width.saturating_mul(self.height);
+        if layers.len() != n {
+            return Err(LabelError::Size {
+                what: "layers".to_string(),
+                found: layers.len(),
+                expected: n,
+                width: self.width,
+                height: self.height,
+            });
+        }
+        let needed = u32::from(layers.iter().copied().max().unwrap_or(0)) + 1;
+        self.num_layers = needed.max(2);
+        self.layers = Some(layers);
+        Ok(self)
+    }
+
+    /// Sets the number of layer classes (background included), e.g. 5 to pose as
+    /// `hovernetplus-oed`. Values below the largest layer id + 1 are raised to it; without a
+    /// layer raster it does nothing.
+    #[must_use]
+    pub fn with_num_layers(mut self, num_layers: u32) -> Self {
+        if let Some(l) = &self.layers {
+            let needed = u32::from(l.iter().copied().max().unwrap_or(0)) + 1;
+            self.num_layers = num_layers.max(needed).max(2);
+        }
+        self
     }
 
     /// Loads a 2-D instance raster from a numpy `.npz` file (array [`HISTOLYTICS_KEY`], or the
@@ -161,6 +203,12 @@ impl RasterLabels {
     pub fn types(&self) -> &[u8] {
         &self.types
     }
+
+    /// The tissue-layer class ids, row-major, if a layer raster was added.
+    #[must_use]
+    pub fn layers(&self) -> Option<&[u8]> {
+        self.layers.as_deref()
+    }
 }
 
 impl LabelSource for RasterLabels {
@@ -191,6 +239,64 @@ impl LabelSource for RasterLabels {
     fn max_label(&self) -> i32 {
         self.max_label
     }
+
+    fn num_layers(&self) -> u32 {
+        self.num_layers
+    }
+
+    fn fill_layers(&self, x0: i64, y0: i64, w: usize, h: usize, layers: &mut [u8]) {
+        let n = w * h;
+        assert!(
+            layers.len() >= n,
+            "fill_layers of {w}x{h} needs {n} values, got {}",
+            layers.len()
+        );
+        match &self.layers {
+            Some(src) => copy_plane(
+                [self.width, self.height],
+                src,
+                [x0, y0],
+                [w, h],
+                &mut layers[..n],
+            ),
+            None => layers[..n].fill(0),
+        }
+    }
+}
+
+/// Copies the region at `origin` of `size` (`[w, h]`) of one `raster`-sized plane into `dst`
+/// (exactly `w * h` values), default (0) outside.
+pub(crate) fn copy_plane<T: Copy + Default>(
+    raster: [usize; 2],
+    src: &[T],
+    origin: [i64; 2],
+    size: [usize; 2],
+    dst: &mut [T],
+) {
+    let [w, h] = size;
+    if w == 0 || h == 0 {
+        return;
+    }
+    let [rw, rh] = [raster[0] as i64, raster[1] as i64];
+    let [x0, y0] = origin;
+    let (xa, xb) = (x0.max(0), (x0 + w as i64).min(rw));
+    let (ya, yb) = (y0.max(0), (y0 + h as i64).min(rh));
+    if xa >= xb || ya >= yb {
+        dst.fill(T::default());
+        return;
+    }
+    let (dx, len) = ((xa - x0) as usize, (xb - xa) as usize);
+    for (row, d) in dst.chunks_exact_mut(w).take(h).enumerate() {
+        let y = y0 + row as i64;
+        if y < ya || y >= yb {
+            d.fill(T::default());
+            continue;
+        }
+        let s = y as usize * raster[0] + xa as usize;
+        d[..dx].fill(T::default());
+        d[dx..dx + len].copy_from_slice(&src[s..s + len]);
+        d[dx + len..].fill(T::default());
+    }
 }
 
 /// Copies the region at `origin` of `size` from a `raster`-sized pair of buffers, 0 outside.
@@ -211,34 +317,8 @@ pub(crate) fn copy_region(
         labels.len(),
         types.len()
     );
-    let (labels, types) = (&mut labels[..n], &mut types[..n]);
-    let [rw, rh] = [raster[0] as i64, raster[1] as i64];
-    let [x0, y0] = origin;
-    let (xa, xb) = (x0.max(0), (x0 + w as i64).min(rw));
-    let (ya, yb) = (y0.max(0), (y0 + h as i64).min(rh));
-    if xa >= xb || ya >= yb {
-        labels.fill(0);
-        types.fill(0);
-        return;
-    }
-    let (dx, len) = ((xa - x0) as usize, (xb - xa) as usize);
-    for row in 0..h {
-        let y = y0 + row as i64;
-        let dst = row * w..(row + 1) * w;
-        let (dl, dt) = (&mut labels[dst.clone()], &mut types[dst]);
-        if y < ya || y >= yb {
-            dl.fill(0);
-            dt.fill(0);
-            continue;
-        }
-        let s = y as usize * raster[0] + xa as usize;
-        dl[..dx].fill(0);
-        dt[..dx].fill(0);
-        dl[dx..dx + len].copy_from_slice(&src_labels[s..s + len]);
-        dt[dx..dx + len].copy_from_slice(&src_types[s..s + len]);
-        dl[dx + len..].fill(0);
-        dt[dx + len..].fill(0);
-    }
+    copy_plane(raster, src_labels, origin, size, &mut labels[..n]);
+    copy_plane(raster, src_types, origin, size, &mut types[..n]);
 }
 
 #[cfg(test)]
@@ -295,5 +375,29 @@ mod tests {
             }
         }
         assert_eq!(Plain(r).max_label(), 5);
+    }
+
+    #[test]
+    fn layers_are_read_by_region() {
+        let r = small();
+        assert_eq!((r.num_layers(), r.layers()), (0, None));
+        let mut out = vec![9u8; 4];
+        r.fill_layers(0, 0, 2, 2, &mut out);
+        assert_eq!(out, [0; 4]);
+        let e = r.clone().with_layers(vec![1; 5]).unwrap_err();
+        assert_eq!(e.to_string(), "layers has 5 values, expected 12 (4 x 3)");
+        // 4 x 3:  1 1 2 2 / 1 3 3 2 / 0 0 3 0
+        let layers = vec![1, 1, 2, 2, 1, 3, 3, 2, 0, 0, 3, 0];
+        let l = r.with_layers(layers.clone()).unwrap();
+        assert_eq!((l.num_layers(), l.layers()), (4, Some(&layers[..])));
+        assert_eq!(l.clone().with_num_layers(5).num_layers(), 5);
+        assert_eq!(l.clone().with_num_layers(2).num_layers(), 4);
+        let mut out = vec![9u8; 9];
+        l.fill_layers(2, 1, 3, 3, &mut out);
+        assert_eq!(out, [3, 2, 0, 3, 0, 0, 0, 0, 0]);
+        l.fill_layers(-1, -1, 2, 2, &mut out);
+        assert_eq!(out[..4], [0, 0, 0, 1]);
+        l.fill_layers(0, 0, 0, 3, &mut out);
+        assert_eq!(out[0], 0, "an empty region writes nothing");
     }
 }

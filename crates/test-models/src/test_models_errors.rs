@@ -64,4 +64,9 @@ pub enum OracleError {
         /// The value given.
         np_sigma: f32,
     },
+    /// An `ls` head was asked for over a label source without a layer raster.
+    #[error(
+        "oracle `ls` head needs a label source with a layer raster (num_layers() is 0); add one, e.g. RasterLabels::with_layers"
+    )]
+    NoLayers,
 }

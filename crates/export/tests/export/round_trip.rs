@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use mtseg_export::{Format, NucleusRecord, SlideExporter, Task, ZarrOutputLayout, annotation_key};
+use mtseg_export::{
+    Format, LayerRecord, NucleusRecord, SlideExporter, Task, ZarrOutputLayout, annotation_key,
+};
 use rusqlite::Connection;
 use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
@@ -265,6 +267,50 @@ fn open_array(store: &Arc<FilesystemStore>, path: &str) -> Array<FilesystemStore
 fn read_all<T: zarrs::array::ElementOwned>(array: &Array<FilesystemStore>) -> Vec<T> {
     let subset = ArraySubset::new_with_shape(array.shape().to_vec());
     array.retrieve_array_subset::<Vec<T>>(&subset).unwrap()
+}
+
+#[test]
+fn layer_map_keeps_the_holes_of_a_layer_empty() {
+    // TIAToolbox's `_get_layer_info` gives a ring of class 2 as two class-2 polygons (outer
+    // border and hole border, both through class-2 pixels); what lies in the hole (a class-1
+    // island) comes after them
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(dir.path(), "ring", &[(Task::Layers, Format::Zarr)]);
+    let mut exporter = SlideExporter::create_with_layout(spec, SMALL).unwrap();
+    let square = |a: i32, b: i32| vec![[a, a], [a, b], [b, b], [b, a]];
+    let record = |id, contour: Vec<[i32; 2]>, type_id| LayerRecord {
+        id,
+        bbox: [10, 10, 51, 51],
+        contour,
+        type_id,
+    };
+    exporter
+        .write_layers(&[
+            record(1, square(10, 50), 2),
+            record(2, square(19, 30), 2),
+            record(3, square(23, 26), 1),
+        ])
+        .unwrap();
+    exporter.finish().unwrap();
+    let store = Arc::new(FilesystemStore::new(dir.path().join("ring.zarr")).unwrap());
+    let map: Vec<u8> = read_all(&open_array(&store, "/layer_segmentation/layer_map"));
+    let at = |x: usize, y: usize| map[y * 200 + x];
+    assert_eq!(
+        (at(10, 10), at(19, 19), at(30, 25), at(50, 50)),
+        (2, 2, 2, 2)
+    );
+    assert_eq!(
+        (at(20, 20), at(29, 22), at(22, 29)),
+        (0, 0, 0),
+        "the hole is empty"
+    );
+    assert_eq!(
+        (at(23, 23), at(26, 26)),
+        (1, 1),
+        "the island in it is drawn"
+    );
+    let count = |v: u8| map.iter().filter(|&&p| p == v).count();
+    assert_eq!((count(2), count(1)), (41 * 41 - 10 * 10, 4 * 4));
 }
 
 #[test]
