@@ -61,7 +61,7 @@ fn nhwc_vec(t: &Tensor) -> Result<(Vec<f32>, [usize; 4]), InferError> {
 
 /// TIAToolbox `infer_batch` on raw NCHW logits (one per head, in `heads` order): its permute to
 /// NHWC then np = softmax(-1)[..., 1:], hv as is, tp / ls = argmax(softmax(-1), keepdim) as
-/// float32 (computed over the channel axis before the permute: the same values).
+/// float32 (see [`nchw_logits_to_nhwc`] for how the CPU path reproduces libtorch's softmax).
 /// Checks each head's shape against `[n, raw_channels, out, out]`.
 pub(crate) fn logits_to_outputs(
     batch: &BatchView<'_>,
@@ -94,21 +94,29 @@ pub(crate) fn logits_to_outputs(
                 found: t.size(),
             });
         }
-        // Softmax / argmax over the channel axis of the NCHW logits, then NHWC: the values of
-        // TIAToolbox's permute-then-softmax(-1) (np within float rounding, ~3e-8; argmax
-        // identical), with the softmax on contiguous channel planes (~1.5x cheaper on a CPU)
-        // and only the kept channel permuted.
-        let t = t.f_to_kind(Kind::Float)?;
-        let t = match h.kind {
-            HeadKind::Np => t.f_softmax(1, Kind::Float)?.f_narrow(1, 1, 1)?,
-            HeadKind::Hv => t,
-            HeadKind::Tp | HeadKind::Ls => t
-                .f_softmax(1, Kind::Float)?
-                .f_argmax(1, true)?
-                .f_to_kind(Kind::Float)?,
+        let (data, shape) = if t.device() == tch::Device::Cpu {
+            // On a CPU: the logits out as they are, TIAToolbox's values computed here (one pass,
+            // no temporaries; ~3x cheaper than libtorch's softmax / argmax / permute on one
+            // thread, and the inference thread is the pipeline's critical path).
+            let (logits, [b, c, y, x]) = nchw_vec(&t)?;
+            (
+                nchw_logits_to_nhwc(h.kind, &logits, [b, c, y, x]),
+                [b, y, x, h_kind_channels(h.kind, c)],
+            )
+        } else {
+            // On an accelerator: softmax / argmax there, over the channel axis before the
+            // permute (the same values), only the kept channels come back.
+            let t = t.f_to_kind(Kind::Float)?;
+            let t = match h.kind {
+                HeadKind::Np => t.f_softmax(1, Kind::Float)?.f_narrow(1, 1, 1)?,
+                HeadKind::Hv => t,
+                HeadKind::Tp | HeadKind::Ls => t
+                    .f_softmax(1, Kind::Float)?
+                    .f_argmax(1, true)?
+                    .f_to_kind(Kind::Float)?,
+            };
+            nhwc_vec(&t.f_permute([0, 2, 3, 1])?.f_contiguous()?)?
         };
-        let t = t.f_permute([0, 2, 3, 1])?.f_contiguous()?;
-        let (data, shape) = nhwc_vec(&t)?;
         tensors.push(HeadTensor {
             kind: h.kind,
             shape,
@@ -119,4 +127,161 @@ pub(crate) fn logits_to_outputs(
         indices: batch.indices().to_vec(),
         heads: tensors,
     })
+}
+
+/// A float32 NCHW tensor's values on the CPU, with its shape.
+fn nchw_vec(t: &Tensor) -> Result<(Vec<f32>, [usize; 4]), InferError> {
+    // The same copy as the NHWC one: only the meaning of the dimensions differs.
+    nhwc_vec(t)
+}
+
+/// Channels of `kind` in the outputs for `raw` logit channels (np keeps 1, tp / ls 1, hv all).
+fn h_kind_channels(kind: HeadKind, raw: usize) -> usize {
+    match kind {
+        HeadKind::Hv => raw,
+        HeadKind::Np | HeadKind::Tp | HeadKind::Ls => 1,
+    }
+}
+
+/// One head's NCHW logits (`[n, c, h, w]`, contiguous) to its NHWC outputs as TIAToolbox's
+/// `infer_batch` computes them with libtorch's last-dimension softmax (`softmax_lastdim`): per
+/// pixel `m = max_k x_k`, `e_k = exp(x_k - m)`, `s = e_0 + e_1 + ...` in channel order,
+/// `p_k = e_k * (1 / s)`; np = `p_1`, hv = the logits, tp / ls = the first `k` of largest `p_k`
+/// (ties that the rounding of `p` creates resolve as in torch's `argmax`). The difference left is
+/// `exp` itself (libtorch's softmax uses its own vectorised approximation, the C library's is
+/// correctly rounded): over 10^6 random pixels np differs by at most 1.2e-7 (2.4e-7 for 4
+/// classes) and no argmax differs; one can only where two `p_k` are within an ulp.
+pub(crate) fn nchw_logits_to_nhwc(
+    kind: HeadKind,
+    logits: &[f32],
+    [n, c, h, w]: [usize; 4],
+) -> Vec<f32> {
+    let hw = h * w;
+    debug_assert_eq!(logits.len(), n * c * hw);
+    match kind {
+        HeadKind::Hv => {
+            let mut out = vec![0f32; n * hw * c];
+            for b in 0..n {
+                for k in 0..c {
+                    let plane = &logits[(b * c + k) * hw..(b * c + k + 1) * hw];
+                    let dst = &mut out[b * hw * c..(b + 1) * hw * c];
+                    for (i, &v) in plane.iter().enumerate() {
+                        dst[i * c + k] = v;
+                    }
+                }
+            }
+            out
+        }
+        HeadKind::Np => {
+            let mut out = vec![0f32; n * hw];
+            for b in 0..n {
+                let x0 = &logits[b * c * hw..b * c * hw + hw];
+                let x1 = &logits[(b * c + 1) * hw..(b * c + 2) * hw];
+                for ((o, &a), &v) in out[b * hw..(b + 1) * hw].iter_mut().zip(x0).zip(x1) {
+                    let m = a.max(v);
+                    let (e0, e1) = ((a - m).exp(), (v - m).exp());
+                    *o = e1 * (1.0 / (e0 + e1));
+                }
+            }
+            out
+        }
+        HeadKind::Tp | HeadKind::Ls => {
+            let mut out = vec![0f32; n * hw];
+            let mut e = vec![0f32; c];
+            for b in 0..n {
+                let planes = &logits[b * c * hw..(b + 1) * c * hw];
+                for (i, o) in out[b * hw..(b + 1) * hw].iter_mut().enumerate() {
+                    let mut m = f32::NEG_INFINITY;
+                    for k in 0..c {
+                        m = m.max(planes[k * hw + i]);
+                    }
+                    let mut sum = 0f32;
+                    for (k, ek) in e.iter_mut().enumerate() {
+                        *ek = (planes[k * hw + i] - m).exp();
+                        sum += *ek;
+                    }
+                    let r = 1.0 / sum;
+                    let (mut best, mut best_p) = (0usize, f32::NEG_INFINITY);
+                    for (k, &ek) in e.iter().enumerate() {
+                        let p = ek * r;
+                        if p > best_p {
+                            (best, best_p) = (k, p);
+                        }
+                    }
+                    *o = best as f32;
+                }
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic logits in about [-6, 6], some pixels with tied channels.
+    fn logits(n: usize, c: usize, h: usize, w: usize) -> Vec<f32> {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut v: Vec<f32> = (0..n * c * h * w)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 12.0
+            })
+            .collect();
+        // exact ties between channels 0 and 1 on every 7th pixel of image 0
+        let hw = h * w;
+        for i in (0..hw).step_by(7) {
+            v[hw + i] = v[i];
+        }
+        v
+    }
+
+    /// libtorch's values, as TIAToolbox computes them: NHWC, softmax(-1), argmax(-1).
+    fn torch_reference(kind: HeadKind, x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
+        let t = Tensor::from_slice(x)
+            .view([n as i64, c as i64, h as i64, w as i64])
+            .permute([0, 2, 3, 1])
+            .contiguous();
+        let t = match kind {
+            HeadKind::Np => t.softmax(-1, Kind::Float).narrow(3, 1, 1),
+            HeadKind::Hv => t,
+            HeadKind::Tp | HeadKind::Ls => t
+                .softmax(-1, Kind::Float)
+                .argmax(-1, true)
+                .to_kind(Kind::Float),
+        }
+        .contiguous();
+        let mut out = vec![0f32; t.numel()];
+        t.copy_data(&mut out, t.numel());
+        out
+    }
+
+    #[test]
+    fn cpu_head_values_match_libtorch_softmax_and_argmax() {
+        let (n, h, w) = (3, 37, 41);
+        for (kind, c) in [
+            (HeadKind::Np, 2),
+            (HeadKind::Hv, 2),
+            (HeadKind::Tp, 6),
+            (HeadKind::Ls, 4),
+        ] {
+            let x = logits(n, c, h, w);
+            let ours = nchw_logits_to_nhwc(kind, &x, [n, c, h, w]);
+            let theirs = torch_reference(kind, &x, [n, c, h, w]);
+            assert_eq!(ours.len(), theirs.len(), "{kind}");
+            let max = ours
+                .iter()
+                .zip(&theirs)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            match kind {
+                HeadKind::Np => assert!(max <= 5e-7, "np: {max}"),
+                // transposition and argmax (ties included: first channel wins) are exact
+                _ => assert_eq!(max, 0.0, "{kind}"),
+            }
+        }
+    }
 }
