@@ -33,16 +33,19 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail, ensure};
-use mtseg_infer::LoadError;
 use mtseg_io_config::RunConfig;
 use mtseg_pipeline::{
-    Engine, ExportOutputs, ModelFactory, ModelProvider, ProgressEvent, ProgressSink, RunSummary,
-    SlideModelContext, TorchModelProvider, model_params,
+    Engine, ExportOutputs, ProgressEvent, ProgressSink, RunSummary, TorchModelProvider,
+    model_params,
 };
 use mtseg_test_models::{
-    LabelSource, MosaicLabels, OracleModel, RasterLabels, match_instances, rasterise_contours,
+    LabelSource, MosaicLabels, RasterLabels, match_instances, rasterise_contours,
 };
 use serde_json::{Value, json};
+
+#[path = "../tests/support/oracle_provider.rs"]
+mod oracle_provider;
+use oracle_provider::OracleProvider;
 
 /// Copies of `hgsc_nest` across and down in the default slide.
 const COPIES: u32 = 10;
@@ -313,26 +316,6 @@ impl ProgressSink for Progress {
     }
 }
 
-/// The oracle over the mosaic's known nuclei.
-struct Oracle(Arc<dyn LabelSource>);
-
-impl ModelProvider for Oracle {
-    fn factory(&self, ctx: &SlideModelContext<'_>) -> Result<ModelFactory, LoadError> {
-        let grid = ctx.grid.clone();
-        let source = Arc::clone(&self.0);
-        Ok(Box::new(move || {
-            let m = OracleModel::builder(source, move |i| {
-                grid.get(i).map(|b| [b.input[0], b.input[1]])
-            })
-            .build()
-            .map_err(|e| LoadError::InvalidArchitecture {
-                detail: e.to_string(),
-            })?;
-            Ok(Box::new(m) as Box<dyn mtseg_infer::Model>)
-        }))
-    }
-}
-
 fn config(case: Case, slide: &Path, out: &Path) -> Result<RunConfig> {
     let model = match case {
         Case::Oracle => "preset = \"hovernet_fast-pannuke\"\n".to_owned(),
@@ -396,7 +379,7 @@ fn child(case: Case, args: &Args, result: &Path) -> Result<()> {
     let cpu_before = process_cpu_seconds();
     let summary: RunSummary = match &mosaic {
         Some(m) => {
-            let provider = Oracle(Arc::clone(m) as Arc<dyn LabelSource>);
+            let provider = OracleProvider::new(Arc::clone(m) as Arc<dyn LabelSource>);
             Engine::new(&cfg, &provider, &ExportOutputs, &progress).run()?
         }
         None => {

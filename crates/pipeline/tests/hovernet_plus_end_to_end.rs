@@ -23,19 +23,22 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use mtseg_export::{Task, annotation_key};
-use mtseg_infer::LoadError;
 use mtseg_instmerge::MergedItem;
 use mtseg_io_config::RunConfig;
 use mtseg_pipeline::{
-    CollectedSlide, Engine, ExportOutputs, MemoryOutputs, ModelFactory, ModelProvider, NoProgress,
-    OutputError, OutputProvider, SlideModelContext, SlideOutput, SlideOutputSpec,
+    CollectedSlide, Engine, ExportOutputs, MemoryOutputs, NoProgress, OutputError, OutputProvider,
+    SlideOutput, SlideOutputSpec,
 };
 use mtseg_postproc::{LayerRegion, NucleusInstance, layer_info, proc_layers};
 use mtseg_test_models::{
-    LabelSource, OracleModel, RasterLabels, match_instances, rasterise_contours,
-    read_annotation_store, read_zarr_array, synthetic_layer_raster,
+    LabelSource, RasterLabels, match_instances, rasterise_contours, read_annotation_store,
+    read_zarr_array, synthetic_layer_raster,
 };
 use mtseg_tiling::{Size2, tile_layout};
+
+#[path = "support/oracle_provider.rs"]
+mod oracle_provider;
+use oracle_provider::OracleProvider;
 
 /// `hgsc_nest.jpg` (read at its own 0.5 mpp, the HoVer-Net+ resolution: 1500 x 1500).
 const W: usize = 1500;
@@ -51,27 +54,6 @@ const LAYER_NAMES: [&str; 5] = [
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data")
-}
-
-/// The oracle as HoVer-Net+: heads np, hv, tp, ls.
-struct Oracle(Arc<dyn LabelSource>);
-
-impl ModelProvider for Oracle {
-    fn factory(&self, ctx: &SlideModelContext<'_>) -> Result<ModelFactory, LoadError> {
-        let grid = ctx.grid.clone();
-        let source = Arc::clone(&self.0);
-        Ok(Box::new(move || {
-            let m = OracleModel::builder(source, move |i| {
-                grid.get(i).map(|b| [b.input[0], b.input[1]])
-            })
-            .layers(true)
-            .build()
-            .map_err(|e| LoadError::InvalidArchitecture {
-                detail: e.to_string(),
-            })?;
-            Ok(Box::new(m) as Box<dyn mtseg_infer::Model>)
-        }))
-    }
 }
 
 /// Writes every file (the export crate) and keeps the records in memory too.
@@ -247,7 +229,13 @@ fn run(truth: &RasterLabels, tile: u32, margin: u32) -> Result<(Run, tempfile::T
     let cfg = config(tmp.path(), &data().join("hgsc_nest.jpg"), tile, margin)?;
     let outputs = Tee::default();
     let source: Arc<dyn LabelSource> = Arc::new(truth.clone());
-    let summary = Engine::new(&cfg, &Oracle(source), &outputs, &NoProgress).run()?;
+    let summary = Engine::new(
+        &cfg,
+        &OracleProvider::new(source).with_layers(),
+        &outputs,
+        &NoProgress,
+    )
+    .run()?;
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
     let s = &summary.slides[0];
     let slide = outputs.0.collected().remove(0);

@@ -7,37 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Result;
-use mtseg_infer::LoadError;
 use mtseg_io_config::RunConfig;
-use mtseg_pipeline::{
-    Engine, MemoryOutputs, ModelFactory, ModelProvider, NoProgress, ProgressEvent, ProgressSink,
-    SlideModelContext,
-};
-use mtseg_test_models::{
-    LabelSource, OracleModel, RasterLabels, match_instances, rasterise_contours,
-};
+use mtseg_pipeline::{Engine, MemoryOutputs, NoProgress, ProgressEvent, ProgressSink};
+use mtseg_test_models::{LabelSource, RasterLabels, match_instances, rasterise_contours};
+
+#[path = "support/oracle_provider.rs"]
+mod oracle_provider;
+use oracle_provider::OracleProvider;
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data")
-}
-
-struct Oracle(Arc<dyn LabelSource>);
-
-impl ModelProvider for Oracle {
-    fn factory(&self, ctx: &SlideModelContext<'_>) -> Result<ModelFactory, LoadError> {
-        let grid = ctx.grid.clone();
-        let source = Arc::clone(&self.0);
-        Ok(Box::new(move || {
-            let m = OracleModel::builder(source, move |i| {
-                grid.get(i).map(|b| [b.input[0], b.input[1]])
-            })
-            .build()
-            .map_err(|e| LoadError::InvalidArchitecture {
-                detail: e.to_string(),
-            })?;
-            Ok(Box::new(m) as Box<dyn mtseg_infer::Model>)
-        }))
-    }
 }
 
 fn config(dir: &Path, slides: &[PathBuf], extra: &str) -> Result<RunConfig> {
@@ -79,7 +58,13 @@ fn oracle_nuclei_come_back_in_tile_mode_for_any_capacity() -> Result<()> {
         cfg.model.batch_size = std::num::NonZeroU32::new(batch).unwrap();
         let outputs = MemoryOutputs::default();
         let events = Events::default();
-        let summary = Engine::new(&cfg, &Oracle(Arc::clone(&source)), &outputs, &events).run()?;
+        let summary = Engine::new(
+            &cfg,
+            &OracleProvider::new(Arc::clone(&source)),
+            &outputs,
+            &events,
+        )
+        .run()?;
         assert!(summary.failed.is_empty(), "{:?}", summary.failed);
         let got = outputs.collected();
         assert_eq!(got.len(), 1);
@@ -153,7 +138,7 @@ fn a_corrupt_slide_in_a_batch_of_three_fails_alone() -> Result<()> {
     let cfg = config(tmp.path(), &slides, "")?;
     let source: Arc<dyn LabelSource> = Arc::new(RasterLabels::hgsc_nest(&data())?);
     let outputs = MemoryOutputs::default();
-    let summary = Engine::new(&cfg, &Oracle(source), &outputs, &NoProgress).run()?;
+    let summary = Engine::new(&cfg, &OracleProvider::new(source), &outputs, &NoProgress).run()?;
     assert_eq!(summary.slides.len(), 2);
     assert_eq!(summary.failed.len(), 1);
     assert_eq!(summary.failed[0].0, bad);
@@ -166,7 +151,7 @@ fn a_corrupt_slide_in_a_batch_of_three_fails_alone() -> Result<()> {
     let cfg = config(tmp.path(), &[missing.clone(), good], "")?;
     let summary = Engine::new(
         &cfg,
-        &Oracle(Arc::new(RasterLabels::hgsc_nest(&data())?)),
+        &OracleProvider::new(Arc::new(RasterLabels::hgsc_nest(&data())?)),
         &outputs,
         &NoProgress,
     )
