@@ -137,4 +137,6 @@ pub use merge_errors::MergeError;
 pub use streaming_tile_mode::{RowChunk, StreamedInstances, StreamingTileMode};
 pub use tiatoolbox_compat::TiaToolboxCompat;
 pub use tile_merge::{MergeItem, MergeStats, MergedItem, TileMerger};
-pub use tile_mode::{CanvasInstances, CanvasMaps, TileModeParams, full_canvas_mode, tile_mode};
+pub use tile_mode::{
+    CanvasInstances, CanvasMaps, TileModeParams, dense_tile_layer_map, full_canvas_mode, tile_mode,
+};

@@ -412,6 +412,51 @@ pub fn full_canvas_mode(
     run_tiles(canvas, tiles, 0, np_hv, TiaToolboxCompat::OFF)
 }
 
+/// TIAToolbox's dense tile-mode layer map (the semantic task's `predictions` as
+/// `_update_tile_based_predictions_array` fills it): each tile of the layout of a
+/// `width x height` canvas (tile side `tile`, margin `margin`, every tile kept) cleans its crop
+/// of `ls` with [`proc_layers`] and overwrites its bounds, in layout order (full tiles, then
+/// strips, then crosses). The tile-mode layer polygons partition exactly this map (see
+/// [`TiaToolboxCompat`]`::layer_margin_rules`); tests and tools use it as the reference. One
+/// `u8` class per pixel, row-major.
+///
+/// # Errors
+/// [`MergeError::Layout`] for an impossible layout; [`MergeError::Postproc`] when a tile's
+/// layer post-processing fails (e.g. `ls` shorter than the canvas).
+pub fn dense_tile_layer_map(
+    ls: &[f32],
+    [width, height]: [usize; 2],
+    tile: u64,
+    margin: u64,
+) -> Result<Vec<u8>, MergeError> {
+    let (w_all, h_all) = (width, height);
+    let mut out = vec![0u8; w_all * h_all];
+    let extent = Size2::new(w_all as u64, h_all as u64);
+    for t in tile_layout(extent, tile, margin, |_| true)? {
+        let c = |v: i64, hi: usize| v.clamp(0, hi as i64) as usize;
+        let [x0, y0, x1, y1] = [
+            c(t.bounds[0], w_all),
+            c(t.bounds[1], h_all),
+            c(t.bounds[2], w_all),
+            c(t.bounds[3], h_all),
+        ];
+        let (w, h) = (x1 - x0, y1 - y0);
+        let crop: Vec<f32> = (y0..y1)
+            .flat_map(|y| ls.get(y * w_all + x0..y * w_all + x1).unwrap_or_default())
+            .copied()
+            .collect();
+        let map = proc_layers(&crop, h, w).map_err(|source| MergeError::Postproc {
+            bounds: t.bounds,
+            source,
+        })?;
+        for y in 0..h {
+            out[(y0 + y) * w_all + x0..(y0 + y) * w_all + x1]
+                .copy_from_slice(&map[y * w..(y + 1) * w]);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

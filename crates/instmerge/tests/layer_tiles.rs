@@ -6,7 +6,7 @@
 use anyhow::Result;
 use mtseg_instmerge::{
     CanvasMaps, MergedItem, RowChunk, StreamingTileMode, TiaToolboxCompat, TileModeParams,
-    full_canvas_mode, tile_mode,
+    dense_tile_layer_map, full_canvas_mode, tile_mode,
 };
 use mtseg_postproc::{LayerRegion, proc_layers};
 use mtseg_tiling::{Size2, tile_layout};
@@ -81,31 +81,6 @@ fn rasterise(layers: &[MergedItem<LayerRegion>]) -> Vec<u8> {
     out
 }
 
-/// TIAToolbox's dense tile-mode layer map (`_update_tile_based_predictions_array`, semantic
-/// task): each tile's cleaned layer map overwrites its bounds, in layout order.
-fn tiatoolbox_dense_map(ls: &[f32], tile: u64, margin: u64) -> Result<Vec<u8>> {
-    let mut out = vec![0u8; W * H];
-    for t in tile_layout(Size2::new(W as u64, H as u64), tile, margin, |_| true)? {
-        let c = |v: i64, hi: usize| v.clamp(0, hi as i64) as usize;
-        let [x0, y0, x1, y1] = [
-            c(t.bounds[0], W),
-            c(t.bounds[1], H),
-            c(t.bounds[2], W),
-            c(t.bounds[3], H),
-        ];
-        let (w, h) = (x1 - x0, y1 - y0);
-        let crop: Vec<f32> = (y0..y1)
-            .flat_map(|y| &ls[y * W + x0..y * W + x1])
-            .copied()
-            .collect();
-        let map = proc_layers(&crop, h, w)?;
-        for y in 0..h {
-            out[(y0 + y) * W + x0..(y0 + y) * W + x1].copy_from_slice(&map[y * w..(y + 1) * w]);
-        }
-    }
-    Ok(out)
-}
-
 fn agreement(a: &[u8], b: &[u8]) -> f64 {
     a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len() as f64
 }
@@ -136,7 +111,7 @@ fn tile_layer_polygons_partition_tiatoolboxs_dense_map() -> Result<()> {
             ..params
         },
     )?;
-    let dense = tiatoolbox_dense_map(&ls, tile, margin)?;
+    let dense = dense_tile_layer_map(&ls, [W, H], tile, margin)?;
     let full_map = proc_layers(&ls, H, W)?;
     let ours_map = rasterise(&ours.layers);
     let (a_dense, a_full) = (

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use mtseg_export::{Task, annotation_key};
-use mtseg_instmerge::MergedItem;
+use mtseg_instmerge::{MergedItem, dense_tile_layer_map};
 use mtseg_io_config::RunConfig;
 use mtseg_pipeline::{
     CollectedSlide, Engine, ExportOutputs, MemoryOutputs, NoProgress, OutputError, OutputProvider,
@@ -34,7 +34,6 @@ use mtseg_test_models::{
     LabelSource, RasterLabels, match_instances, rasterise_contours, read_annotation_store,
     read_zarr_array, synthetic_layer_raster,
 };
-use mtseg_tiling::{Size2, tile_layout};
 
 #[path = "support/oracle_provider.rs"]
 mod oracle_provider;
@@ -195,26 +194,7 @@ fn expected_layer_map(truth: &[u8], tiled: Option<(u64, u64)>) -> Result<Vec<u8>
     let Some((tile, margin)) = tiled else {
         return Ok(proc_layers(&ls, H, W)?);
     };
-    let mut out = vec![0u8; W * H];
-    for t in tile_layout(Size2::new(W as u64, H as u64), tile, margin, |_| true)? {
-        let c = |v: i64, hi: usize| v.clamp(0, hi as i64) as usize;
-        let [x0, y0, x1, y1] = [
-            c(t.bounds[0], W),
-            c(t.bounds[1], H),
-            c(t.bounds[2], W),
-            c(t.bounds[3], H),
-        ];
-        let (w, h) = (x1 - x0, y1 - y0);
-        let crop: Vec<f32> = (y0..y1)
-            .flat_map(|y| &ls[y * W + x0..y * W + x1])
-            .copied()
-            .collect();
-        let map = proc_layers(&crop, h, w)?;
-        for y in 0..h {
-            out[(y0 + y) * W + x0..(y0 + y) * W + x1].copy_from_slice(&map[y * w..(y + 1) * w]);
-        }
-    }
-    Ok(out)
+    Ok(dense_tile_layer_map(&ls, [W, H], tile, margin)?)
 }
 
 /// One mode's run: the slide's records, its output directory and the tile count.
