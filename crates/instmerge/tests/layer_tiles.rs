@@ -9,6 +9,7 @@ use mtseg_instmerge::{
     dense_tile_layer_map, full_canvas_mode, tile_mode,
 };
 use mtseg_postproc::{LayerRegion, proc_layers};
+use mtseg_test_models::rasterise_layer_polygons;
 use mtseg_tiling::{Size2, tile_layout};
 
 const W: usize = 1100;
@@ -42,43 +43,13 @@ fn layer_ids() -> Vec<f32> {
     ls
 }
 
-/// The pixels of each class 0..=4 drawn by the polygons: even-odd over all the class's contours
-/// at once (outer borders and hole borders), plus the contour points themselves.
+/// The pixels of each class drawn by the polygons (even-odd per class, hole borders included).
 fn rasterise(layers: &[MergedItem<LayerRegion>]) -> Vec<u8> {
-    let mut out = vec![0u8; W * H];
-    for class in 1..=4u8 {
-        let contours: Vec<&[[i32; 2]]> = layers
-            .iter()
-            .filter(|l| l.item.type_id == class)
-            .map(|l| &l.item.contour[..])
-            .collect();
-        let mut xs: Vec<Vec<f64>> = vec![Vec::new(); H];
-        for c in &contours {
-            for k in 0..c.len() {
-                let (a, b) = (c[k], c[(k + 1) % c.len()]);
-                for y in a[1].min(b[1]).max(0)..a[1].max(b[1]).min(H as i32) {
-                    let t = f64::from(y - a[1]) / f64::from(b[1] - a[1]);
-                    xs[y as usize].push(f64::from(a[0]) + t * f64::from(b[0] - a[0]));
-                }
-            }
-        }
-        for (y, row) in xs.iter_mut().enumerate() {
-            row.sort_by(f64::total_cmp);
-            for pair in row.chunks(2) {
-                if let [x0, x1] = pair {
-                    for x in (x0.ceil() as i64).max(0)..=(x1.floor() as i64).min(W as i64 - 1) {
-                        out[y * W + x as usize] = class;
-                    }
-                }
-            }
-        }
-        for c in &contours {
-            for p in *c {
-                out[p[1] as usize * W + p[0] as usize] = class;
-            }
-        }
-    }
-    out
+    let polygons: Vec<(u8, &[[i32; 2]])> = layers
+        .iter()
+        .map(|l| (l.item.type_id, &l.item.contour[..]))
+        .collect();
+    rasterise_layer_polygons(&polygons, W, H)
 }
 
 fn agreement(a: &[u8], b: &[u8]) -> f64 {

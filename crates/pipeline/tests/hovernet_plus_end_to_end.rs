@@ -31,8 +31,8 @@ use mtseg_pipeline::{
 };
 use mtseg_postproc::{LayerRegion, NucleusInstance, layer_info, proc_layers};
 use mtseg_test_models::{
-    LabelSource, RasterLabels, match_instances, rasterise_contours, read_annotation_store,
-    read_zarr_array, synthetic_layer_raster,
+    LabelSource, RasterLabels, match_instances, rasterise_contours, rasterise_layer_polygons,
+    read_annotation_store, read_zarr_array, synthetic_layer_raster,
 };
 
 #[path = "support/oracle_provider.rs"]
@@ -109,49 +109,6 @@ fn config(dir: &Path, slide: &Path, tile: u32, margin: u32) -> Result<RunConfig>
     let cfg = RunConfig::from_file(&path)?;
     assert_eq!(cfg.model.layer_classes, LAYER_NAMES);
     Ok(cfg)
-}
-
-/// The class map drawn by layer polygons `(class, contour)`: per class, even-odd over all of
-/// its contours at once (TIAToolbox stores a hole's border as a polygon of its own, so the hole
-/// is inside two polygons), plus the contour points; a higher class wins a pixel (classes do
-/// not overlap except on a shared border pixel).
-fn rasterise_layers<'a>(
-    polygons: impl Iterator<Item = (u8, &'a [[i32; 2]])> + Clone,
-    w: usize,
-    h: usize,
-) -> Vec<u8> {
-    let mut out = vec![0u8; w * h];
-    for class in 1..=4u8 {
-        let of_class = polygons.clone().filter(|(c, _)| *c == class);
-        let mut xs: Vec<Vec<f64>> = vec![Vec::new(); h];
-        for (_, c) in of_class.clone() {
-            for k in 0..c.len() {
-                let (a, b) = (c[k], c[(k + 1) % c.len()]);
-                for y in a[1].min(b[1]).max(0)..a[1].max(b[1]).min(h as i32) {
-                    let t = f64::from(y - a[1]) / f64::from(b[1] - a[1]);
-                    xs[y as usize].push(f64::from(a[0]) + t * f64::from(b[0] - a[0]));
-                }
-            }
-        }
-        for (y, row) in xs.iter_mut().enumerate() {
-            row.sort_by(f64::total_cmp);
-            for pair in row.chunks(2) {
-                if let [x0, x1] = pair {
-                    for x in (x0.ceil() as i64).max(0)..=(x1.floor() as i64).min(w as i64 - 1) {
-                        out[y * w + x as usize] = class;
-                    }
-                }
-            }
-        }
-        for (_, c) in of_class {
-            for p in c {
-                if (0..w as i32).contains(&p[0]) && (0..h as i32).contains(&p[1]) {
-                    out[p[1] as usize * w + p[0] as usize] = class;
-                }
-            }
-        }
-    }
-    out
 }
 
 /// IoU of the pixels of `class` in two maps.
@@ -277,12 +234,12 @@ fn check(
     assert!(s.layers.iter().all(|l| (1..=3).contains(&l.item.type_id)));
 
     // exactly TIAToolbox's layer post-processing of the truth
-    let polygons = || {
-        s.layers
-            .iter()
-            .map(|l| (l.item.type_id, &l.item.contour[..]))
-    };
-    let drawn = rasterise_layers(polygons(), W, H);
+    let polygons: Vec<(u8, &[[i32; 2]])> = s
+        .layers
+        .iter()
+        .map(|l| (l.item.type_id, &l.item.contour[..]))
+        .collect();
+    let drawn = rasterise_layer_polygons(&polygons, W, H);
     let expected = expected_layer_map(layers, tiled)?;
     let (n, first) = differences(&drawn, &expected);
     assert_eq!(n, 0, "polygons vs TIAToolbox's layer map: {first:?}");

@@ -80,6 +80,50 @@ fn synthetic_layer_class(x: i64, y: i64) -> u8 {
     }
 }
 
+/// The class map (`w x h`, row-major, 0 = background) drawn by layer polygons
+/// `(class, contour)` as TIAToolbox's `_get_layer_info` gives them: per class, an even-odd
+/// scanline fill on pixel centres over all of that class's contours at once (a hole's border is
+/// a polygon of its own, so a hole is inside two of them and stays empty), plus the contour
+/// points themselves; where classes meet on a border pixel the higher class wins.
+#[must_use]
+pub fn rasterise_layer_polygons(polygons: &[(u8, &[[i32; 2]])], w: usize, h: usize) -> Vec<u8> {
+    let mut out = vec![0u8; w * h];
+    let mut classes: Vec<u8> = polygons.iter().map(|&(c, _)| c).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    for class in classes {
+        let of_class = || polygons.iter().filter(move |(c, _)| *c == class);
+        let mut xs: Vec<Vec<f64>> = vec![Vec::new(); h];
+        for (_, c) in of_class() {
+            for k in 0..c.len() {
+                let (a, b) = (c[k], c[(k + 1) % c.len()]);
+                for y in a[1].min(b[1]).max(0)..a[1].max(b[1]).min(h as i32) {
+                    let t = f64::from(y - a[1]) / f64::from(b[1] - a[1]);
+                    xs[y as usize].push(f64::from(a[0]) + t * f64::from(b[0] - a[0]));
+                }
+            }
+        }
+        for (y, row) in xs.iter_mut().enumerate() {
+            row.sort_by(f64::total_cmp);
+            for pair in row.chunks(2) {
+                if let [x0, x1] = pair {
+                    for x in (x0.ceil() as i64).max(0)..=(x1.floor() as i64).min(w as i64 - 1) {
+                        out[y * w + x as usize] = class;
+                    }
+                }
+            }
+        }
+        for (_, c) in of_class() {
+            for p in c.iter() {
+                if (0..w as i32).contains(&p[0]) && (0..h as i32).contains(&p[1]) {
+                    out[p[1] as usize * w + p[0] as usize] = class;
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +234,30 @@ mod tests {
             disc_to_1 >= 3_800,
             "{disc_to_1} px of class 3 became class 1"
         );
+    }
+
+    #[test]
+    fn a_hole_border_of_the_same_class_leaves_the_hole_empty() {
+        // class 2: a 10 x 10 square (pixel centres 1..=10) with a hole 4..=7 drawn by its border
+        let outer: Vec<[i32; 2]> = vec![[1, 1], [1, 10], [10, 10], [10, 1]];
+        let hole: Vec<[i32; 2]> = vec![
+            [4, 3],
+            [3, 4],
+            [3, 7],
+            [4, 8],
+            [7, 8],
+            [8, 7],
+            [8, 4],
+            [7, 3],
+        ];
+        let map = rasterise_layer_polygons(&[(2, &outer[..]), (2, &hole[..])], 12, 12);
+        let at = |x: usize, y: usize| map[y * 12 + x];
+        assert_eq!(at(1, 1), 2);
+        assert_eq!(at(10, 10), 2);
+        assert_eq!(at(2, 5), 2, "between the borders");
+        assert_eq!(at(3, 5), 2, "the hole's border is class pixels");
+        assert_eq!(at(5, 5), 0, "inside the hole");
+        assert_eq!(at(0, 0), 0);
+        assert_eq!(at(11, 5), 0);
     }
 }

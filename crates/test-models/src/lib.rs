@@ -92,7 +92,7 @@ mod test_models_errors;
 
 pub use instance_matching::{MatchStats, aji, aji_plus, match_instances, rasterise_contours};
 pub use label_source::LabelSource;
-pub use layer_raster::{SYNTHETIC_LAYER_PERIOD, synthetic_layer_raster};
+pub use layer_raster::{SYNTHETIC_LAYER_PERIOD, rasterise_layer_polygons, synthetic_layer_raster};
 pub use mosaic_labels::MosaicLabels;
 pub use oracle_model::{OracleCounters, OracleModel, OracleModelBuilder, grid_origins};
 pub use output_readers::{
