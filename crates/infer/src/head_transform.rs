@@ -39,11 +39,12 @@ pub(crate) fn input_tensor(
 /// An NCHW tensor as NHWC float32 values on the CPU, with the NHWC shape.
 pub(crate) fn to_nhwc_vec(t: &Tensor) -> Result<(Vec<f32>, [usize; 4]), InferError> {
     let t = t.f_permute([0, 2, 3, 1])?.f_contiguous()?;
-    nhwc_vec(&t)
+    values_4d(&t)
 }
 
-/// A contiguous NHWC float32 tensor as values on the CPU, with its shape.
-fn nhwc_vec(t: &Tensor) -> Result<(Vec<f32>, [usize; 4]), InferError> {
+/// A 4-d tensor's values as float32 on the CPU, in its memory order (NHWC or NCHW as it is),
+/// with its shape.
+fn values_4d(t: &Tensor) -> Result<(Vec<f32>, [usize; 4]), InferError> {
     let t = t
         .f_to_kind(Kind::Float)?
         .f_to_device(tch::Device::Cpu)?
@@ -98,10 +99,10 @@ pub(crate) fn logits_to_outputs(
             // On a CPU: the logits out as they are, TIAToolbox's values computed here (one pass,
             // no temporaries; ~3x cheaper than libtorch's softmax / argmax / permute on one
             // thread, and the inference thread is the pipeline's critical path).
-            let (logits, [b, c, y, x]) = nchw_vec(&t)?;
+            let (logits, [b, c, y, x]) = values_4d(&t)?;
             (
                 nchw_logits_to_nhwc(h.kind, &logits, [b, c, y, x]),
-                [b, y, x, h_kind_channels(h.kind, c)],
+                [b, y, x, h.kind.output_channels()],
             )
         } else {
             // On an accelerator: softmax / argmax there, over the channel axis before the
@@ -115,7 +116,7 @@ pub(crate) fn logits_to_outputs(
                     .f_argmax(1, true)?
                     .f_to_kind(Kind::Float)?,
             };
-            nhwc_vec(&t.f_permute([0, 2, 3, 1])?.f_contiguous()?)?
+            values_4d(&t.f_permute([0, 2, 3, 1])?.f_contiguous()?)?
         };
         tensors.push(HeadTensor {
             kind: h.kind,
@@ -127,20 +128,6 @@ pub(crate) fn logits_to_outputs(
         indices: batch.indices().to_vec(),
         heads: tensors,
     })
-}
-
-/// A float32 NCHW tensor's values on the CPU, with its shape.
-fn nchw_vec(t: &Tensor) -> Result<(Vec<f32>, [usize; 4]), InferError> {
-    // The same copy as the NHWC one: only the meaning of the dimensions differs.
-    nhwc_vec(t)
-}
-
-/// Channels of `kind` in the outputs for `raw` logit channels (np keeps 1, tp / ls 1, hv all).
-fn h_kind_channels(kind: HeadKind, raw: usize) -> usize {
-    match kind {
-        HeadKind::Hv => raw,
-        HeadKind::Np | HeadKind::Tp | HeadKind::Ls => 1,
-    }
 }
 
 /// One head's NCHW logits (`[n, c, h, w]`, contiguous) to its NHWC outputs as TIAToolbox's

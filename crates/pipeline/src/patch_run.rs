@@ -83,9 +83,7 @@ pub(crate) fn run_patch_images(job: &PatchJob<'_>, report: &mut Report<'_>) {
         Ok(g) => g,
         Err(source) => {
             let reason = source.to_string();
-            for (i, p) in images.iter().enumerate() {
-                report(i, p, Err(batch_error(p, "patch grid", &reason)));
-            }
+            fail_all(images, 0..images.len(), "patch grid", &reason, report);
             return;
         }
     };
@@ -106,9 +104,13 @@ pub(crate) fn run_patch_images(job: &PatchJob<'_>, report: &mut Report<'_>) {
         Ok(t) => t,
         Err(e) => {
             let reason = e.to_string();
-            for (i, p) in images.iter().enumerate() {
-                report(i, p, Err(batch_error(p, "loading the model", &reason)));
-            }
+            fail_all(
+                images,
+                0..images.len(),
+                "loading the model",
+                &reason,
+                report,
+            );
             return;
         }
     };
@@ -116,9 +118,7 @@ pub(crate) fn run_patch_images(job: &PatchJob<'_>, report: &mut Report<'_>) {
         Ok(s) => s,
         Err(e) => {
             let reason = e.to_string();
-            for (i, p) in images.iter().enumerate() {
-                report(i, p, Err(batch_error(p, "inference", &reason)));
-            }
+            fail_all(images, 0..images.len(), "inference", &reason, report);
             return;
         }
     };
@@ -249,29 +249,30 @@ fn consume(
             }
             ReadOutcome::Batch(b) => b,
         };
-        let out = match (&model_failed, results.recv()) {
-            (None, Ok(Ok(out))) if out.indices.len() == batch.len() => out,
-            (None, Ok(Ok(out))) => {
-                model_failed = Some(format!(
+        // Always take the batch's result, even after a failure: the inference thread must not
+        // block on a full result queue.
+        let received = results.recv();
+        let got = match (&model_failed, received) {
+            (Some(reason), _) => Err(reason.clone()),
+            (None, Ok(Ok(out))) if out.indices.len() == batch.len() => Ok(out),
+            // A forward error concerns this batch only; the next batches may still run.
+            (None, Ok(Err(e))) => Err(e.to_string()),
+            (None, Ok(Ok(out))) => Err(model_failed
+                .insert(format!(
                     "the model returned {} results for a batch of {}",
                     out.indices.len(),
                     batch.len()
-                ));
-                report_batch(images, &batch, "inference", &model_failed, report);
-                continue;
-            }
-            (None, Ok(Err(e))) => {
-                // A forward error concerns this batch only; the next batches may still run.
-                report_batch(images, &batch, "inference", &Some(e.to_string()), report);
-                continue;
-            }
-            (None, Err(_)) => {
-                model_failed = Some("the inference thread stopped".into());
-                report_batch(images, &batch, "inference", &model_failed, report);
-                continue;
-            }
-            (Some(_), _) => {
-                report_batch(images, &batch, "inference", &model_failed, report);
+                ))
+                .clone()),
+            (None, Err(_)) => Err(model_failed
+                .insert("the inference thread stopped".to_owned())
+                .clone()),
+        };
+        let out = match got {
+            Ok(out) => out,
+            Err(reason) => {
+                let indices = batch.iter().map(|img| img.index);
+                fail_all(images, indices, "inference", &reason, report);
                 continue;
             }
         };
@@ -294,17 +295,18 @@ fn consume(
     }
 }
 
-fn report_batch(
+/// Reports the images `indices` of `images` as failed in `stage` for `reason` (a failure they
+/// share: the model not loading, a forward failing).
+fn fail_all(
     images: &[PathBuf],
-    batch: &[ReadImage],
+    indices: impl IntoIterator<Item = usize>,
     stage: &'static str,
-    reason: &Option<String>,
+    reason: &str,
     report: &mut Report<'_>,
 ) {
-    let reason = reason.as_deref().unwrap_or("failed");
-    for img in batch {
-        let p = &images[img.index];
-        report(img.index, p, Err(batch_error(p, stage, reason)));
+    for i in indices {
+        let p = &images[i];
+        report(i, p, Err(batch_error(p, stage, reason)));
     }
 }
 
