@@ -25,14 +25,6 @@ pub(crate) fn run(
             return Exit::Usage;
         }
     };
-    // CPU stages (patch reads, post-processing) share one rayon pool of `[pipeline] threads`
-    let threads = mtseg_pipeline::cpu_threads(cfg).get();
-    if let Err(e) = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()
-    {
-        tracing::warn!("could not size the thread pool to {threads}: {e}");
-    }
     let model = TorchModelProvider::new(params);
     let outputs = ExportOutputs;
     let display = ProgressDisplay::new(mode);
@@ -44,7 +36,7 @@ pub(crate) fn run(
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\\ninterrupted: stopping after the current batch (Ctrl-C again to exit now)");
+        eprintln!("\ninterrupted: stopping after the current batch (Ctrl-C again to exit now)");
     });
     let engine = Engine::new(cfg, &model, &outputs, &display).with_cancel_flag(Arc::clone(&cancel));
     match engine.run() {

@@ -177,6 +177,25 @@ pub enum InferError {
         /// The buffer length.
         found: usize,
     },
+    /// The model's output does not hold what the batch needs (a head missing, too few patches,
+    /// another size), or names a patch the batch did not have.
+    #[error("model output `{head}`, patch {patch}: {detail}")]
+    BadOutput {
+        /// The head (or `indices` for the patch list).
+        head: String,
+        /// The patch index concerned (the first one without values).
+        patch: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A batch says where its patches come from, but not for each patch.
+    #[error("batch has {found} origins for {n} patches (one per patch, or none)")]
+    BadOrigins {
+        /// Patches in the batch.
+        n: usize,
+        /// Origins given.
+        found: usize,
+    },
     /// The number of patch indices differs from the number of patches.
     #[error("batch has {n} patches but {indices} patch indices")]
     BadIndexCount {

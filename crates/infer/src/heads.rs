@@ -124,6 +124,77 @@ impl HeadOutputs {
         self.indices.len()
     }
 
+    /// Checks that these outputs are what a model with `heads` and output side `output_size`
+    /// owes the batch with patch `indices`: the same indices, every head in order, each of shape
+    /// `[n, output_size, output_size, channels]` with as many values. The inference thread checks
+    /// every forward, so a consumer can take [`HeadTensor::patch`] for each index.
+    ///
+    /// # Errors
+    /// [`InferError::BadOutput`] naming the head and the first patch without its values.
+    pub fn check(
+        &self,
+        heads: &[HeadSpec],
+        indices: &[u64],
+        output_size: usize,
+    ) -> Result<(), crate::InferError> {
+        let bad = |head: &str, at: usize, detail: String| crate::InferError::BadOutput {
+            head: head.to_owned(),
+            patch: indices.get(at).or(indices.last()).copied().unwrap_or(0),
+            detail,
+        };
+        if self.indices != indices {
+            let at = self
+                .indices
+                .iter()
+                .zip(indices)
+                .position(|(a, b)| a != b)
+                .unwrap_or(self.indices.len().min(indices.len()));
+            return Err(bad(
+                "indices",
+                at,
+                format!(
+                    "{} patch indices came back for a batch of {}",
+                    self.indices.len(),
+                    indices.len()
+                ),
+            ));
+        }
+        let n = indices.len();
+        for (k, spec) in heads.iter().enumerate() {
+            let name = spec.kind.name();
+            let Some(t) = self.heads.get(k) else {
+                return Err(bad(name, 0, "the head is missing".into()));
+            };
+            if t.kind != spec.kind {
+                return Err(bad(
+                    name,
+                    0,
+                    format!("found `{}` in its place", t.kind.name()),
+                ));
+            }
+            let want = [n, output_size, output_size, spec.kind.output_channels()];
+            let values = want.iter().product::<usize>();
+            if t.shape != want || t.data.len() != values {
+                let per = want[1] * want[2] * want[3];
+                let at = if t.shape[1..] == want[1..] {
+                    (t.data.len() / per.max(1)).min(t.shape[0])
+                } else {
+                    0
+                };
+                return Err(bad(
+                    name,
+                    at,
+                    format!(
+                        "shape {:?} with {} values, the batch needs {want:?} ({values} values)",
+                        t.shape,
+                        t.data.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the batch is empty.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -150,6 +221,56 @@ pub(crate) fn hovernet_heads(num_types: Option<u32>, num_layers: Option<u32>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_names_the_head_and_the_first_patch_without_values() {
+        let specs = [
+            HeadSpec::new(HeadKind::Np, 2),
+            HeadSpec::new(HeadKind::Hv, 2),
+        ];
+        let tensor = |kind, n: usize, c: usize, len: usize| HeadTensor {
+            kind,
+            shape: [n, 2, 2, c],
+            data: vec![0.0; len],
+        };
+        let ok = HeadOutputs {
+            indices: vec![10, 11, 12],
+            heads: vec![
+                tensor(HeadKind::Np, 3, 1, 12),
+                tensor(HeadKind::Hv, 3, 2, 24),
+            ],
+        };
+        assert!(ok.check(&specs, &[10, 11, 12], 2).is_ok());
+        // hv holds two patches of three: patch 12 has no values
+        let mut short = ok.clone();
+        short.heads[1] = tensor(HeadKind::Hv, 2, 2, 16);
+        let e = short
+            .check(&specs, &[10, 11, 12], 2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`hv`, patch 12"), "{e}");
+        // a shape that claims three patches but lacks the values
+        short.heads[1] = tensor(HeadKind::Hv, 3, 2, 20);
+        let e = short
+            .check(&specs, &[10, 11, 12], 2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`hv`, patch 12") && e.contains("20 values"),
+            "{e}"
+        );
+        let mut missing = ok.clone();
+        missing.heads.pop();
+        let e = missing
+            .check(&specs, &[10, 11, 12], 2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`hv`") && e.contains("missing"), "{e}");
+        let e = ok.check(&specs, &[10, 11, 13], 2).unwrap_err().to_string();
+        assert!(e.contains("`indices`, patch 13"), "{e}");
+        let e = ok.check(&specs, &[10, 11, 12], 3).unwrap_err().to_string();
+        assert!(e.contains("`np`, patch 10"), "{e}");
+    }
 
     #[test]
     fn names_round_trip() {

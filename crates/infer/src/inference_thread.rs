@@ -1,5 +1,7 @@
-//! One inference thread per device: builds its model on that thread, takes [`InputBatch`]es from a
-//! bounded channel and sends [`HeadOutputs`] (or the batch's error) down another, in order.
+//! One inference thread per device: builds its model on that thread once, then serves any
+//! number of sessions (one per slide, say): each session sends [`InputBatch`]es through a
+//! [`BatchSender`] and receives its [`HeadOutputs`] (or a batch's error), in order, on a receiver
+//! of its own that ends when the session's senders are gone and its batches are done.
 
 use std::thread::JoinHandle;
 
@@ -9,15 +11,54 @@ use crate::errors::{InferError, LoadError};
 use crate::heads::{HeadOutputs, HeadSpec};
 use crate::model::{InputBatch, Model};
 
-/// A running inference thread.
+/// The result of one batch.
+pub type BatchResult = Result<HeadOutputs, InferError>;
+
+/// One batch and where its result goes.
+#[derive(Debug)]
+struct Job {
+    batch: InputBatch,
+    reply: Sender<BatchResult>,
+}
+
+/// Sends the batches of one session to the inference thread (clone it for several producers).
+/// The session's results come back, in sending order, on the receiver that
+/// [`InferenceThread::session`] returned with it.
+#[derive(Debug, Clone)]
+pub struct BatchSender {
+    jobs: Sender<Job>,
+    reply: Sender<BatchResult>,
+}
+
+impl BatchSender {
+    /// Queues one batch (blocks while the thread's queue is full).
+    ///
+    /// # Errors
+    /// [`InferError::ThreadGone`] when the thread has stopped.
+    pub fn send(&self, batch: InputBatch) -> Result<(), InferError> {
+        let job = Job {
+            batch,
+            reply: self.reply.clone(),
+        };
+        self.jobs.send(job).map_err(|_| InferError::ThreadGone {
+            detail: "the thread has stopped".into(),
+        })
+    }
+}
+
+/// A running inference thread and its model.
 ///
-/// Dropping the [`Sender`] side (via [`InferenceThread::close`] or dropping the thread handle) ends
-/// the thread once the queued batches are done. Both channels are bounded by `capacity`, so a slow
-/// consumer of results stalls the thread, and a slow thread stalls the producer of batches.
+/// The queue of batches and each session's queue of results are bounded by `capacity`, so a slow
+/// consumer of results stalls the thread, and a slow thread stalls the producers. A session whose
+/// receiver is dropped loses its remaining results; the thread goes on with the other sessions.
+/// Dropping the handle (or [`InferenceThread::join`]) ends the thread once the queued batches are
+/// done; every session's receiver must be consumed or dropped by then.
 #[derive(Debug)]
 pub struct InferenceThread {
-    input: Option<Sender<InputBatch>>,
-    output: Receiver<Result<HeadOutputs, InferError>>,
+    jobs: Option<Sender<Job>>,
+    default: Option<BatchSender>,
+    output: Receiver<BatchResult>,
+    capacity: usize,
     heads: Vec<HeadSpec>,
     input_size: usize,
     output_size: usize,
@@ -26,7 +67,7 @@ pub struct InferenceThread {
 
 impl InferenceThread {
     /// Starts a thread named `name`, builds the model there with `make_model` and waits until it is
-    /// loaded. `capacity` (≥ 1) bounds both channels.
+    /// loaded. `capacity` (≥ 1) bounds the channels.
     ///
     /// # Errors
     /// The model's [`LoadError`]; [`LoadError::Thread`] if the thread could not start or died.
@@ -34,24 +75,32 @@ impl InferenceThread {
     where
         F: FnOnce() -> Result<Box<dyn Model>, LoadError> + Send + 'static,
     {
-        let (in_tx, in_rx) = bounded::<InputBatch>(capacity.max(1));
-        let (out_tx, out_rx) = bounded(capacity.max(1));
+        let capacity = capacity.max(1);
+        let (jobs_tx, jobs_rx) = bounded::<Job>(capacity);
         let (ready_tx, ready_rx) = bounded(1);
         let handle = std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || run(make_model, &ready_tx, &in_rx, &out_tx))
+            .spawn(move || run(make_model, &ready_tx, &jobs_rx))
             .map_err(|e| LoadError::Thread {
                 detail: e.to_string(),
             })?;
         match ready_rx.recv() {
-            Ok(Ok((heads, input_size, output_size))) => Ok(Self {
-                input: Some(in_tx),
-                output: out_rx,
-                heads,
-                input_size,
-                output_size,
-                handle: Some(handle),
-            }),
+            Ok(Ok((heads, input_size, output_size))) => {
+                let (reply, output) = bounded(capacity);
+                Ok(Self {
+                    default: Some(BatchSender {
+                        jobs: jobs_tx.clone(),
+                        reply,
+                    }),
+                    jobs: Some(jobs_tx),
+                    output,
+                    capacity,
+                    heads,
+                    input_size,
+                    output_size,
+                    handle: Some(handle),
+                })
+            }
             Ok(Err(e)) => {
                 let _ = handle.join();
                 Err(e)
@@ -84,35 +133,35 @@ impl InferenceThread {
         self.output_size
     }
 
-    /// A sender for batches (clone it for several producers).
+    /// A new session: a sender for its batches and the receiver of their results, one per batch
+    /// in sending order. The receiver ends when every clone of the sender is dropped and the
+    /// session's queued batches are done.
     ///
     /// # Errors
     /// [`InferError::ThreadGone`] after [`InferenceThread::close`].
-    pub fn sender(&self) -> Result<Sender<InputBatch>, InferError> {
-        self.input.clone().ok_or_else(|| InferError::ThreadGone {
+    pub fn session(&self) -> Result<(BatchSender, Receiver<BatchResult>), InferError> {
+        let jobs = self.jobs.clone().ok_or_else(|| InferError::ThreadGone {
             detail: "input closed".into(),
-        })
+        })?;
+        let (reply, results) = bounded(self.capacity);
+        Ok((BatchSender { jobs, reply }, results))
     }
 
-    /// The receiver of results, one per batch, in batch order.
-    #[must_use]
-    pub fn receiver(&self) -> Receiver<Result<HeadOutputs, InferError>> {
-        self.output.clone()
-    }
-
-    /// Sends one batch (blocks while the queue is full).
+    /// Sends one batch of the default session (blocks while the queue is full); its result
+    /// comes from [`InferenceThread::recv`].
     ///
     /// # Errors
-    /// [`InferError::ThreadGone`] when the thread has stopped.
+    /// [`InferError::ThreadGone`] when the thread has stopped or was closed.
     pub fn submit(&self, batch: InputBatch) -> Result<(), InferError> {
-        self.sender()?
+        self.default
+            .as_ref()
+            .ok_or_else(|| InferError::ThreadGone {
+                detail: "input closed".into(),
+            })?
             .send(batch)
-            .map_err(|_| InferError::ThreadGone {
-                detail: "the thread has stopped".into(),
-            })
     }
 
-    /// Waits for the next result.
+    /// Waits for the next result of the default session.
     ///
     /// # Errors
     /// The batch's error, or [`InferError::ThreadGone`] when no more results will come.
@@ -122,16 +171,18 @@ impl InferenceThread {
         })?
     }
 
-    /// Closes the input; the thread ends after the queued batches.
+    /// Closes the input: no new session or batch; the thread ends after the queued batches
+    /// once the open sessions' senders are gone.
     pub fn close(&mut self) {
-        self.input = None;
+        self.jobs = None;
+        self.default = None;
     }
 
-    /// Closes the input, drains the remaining results and joins the thread.
+    /// Closes the input, drains the default session's remaining results and joins the thread.
     ///
     /// # Errors
     /// [`InferError::ThreadGone`] if the thread panicked.
-    pub fn join(mut self) -> Result<Vec<Result<HeadOutputs, InferError>>, InferError> {
+    pub fn join(mut self) -> Result<Vec<BatchResult>, InferError> {
         self.close();
         let rest: Vec<_> = self.output.iter().collect();
         match self.handle.take().map(JoinHandle::join) {
@@ -145,7 +196,7 @@ impl InferenceThread {
 
 impl Drop for InferenceThread {
     fn drop(&mut self) {
-        self.input = None;
+        self.close();
         // Unblock a thread waiting to send: drain, then join.
         while self.output.recv().is_ok() {}
         if let Some(h) = self.handle.take() {
@@ -156,12 +207,8 @@ impl Drop for InferenceThread {
 
 type Ready = Result<(Vec<HeadSpec>, usize, usize), LoadError>;
 
-fn run<F>(
-    make_model: F,
-    ready: &Sender<Ready>,
-    input: &Receiver<InputBatch>,
-    output: &Sender<Result<HeadOutputs, InferError>>,
-) where
+fn run<F>(make_model: F, ready: &Sender<Ready>, jobs: &Receiver<Job>)
+where
     F: FnOnce() -> Result<Box<dyn Model>, LoadError>,
 {
     let mut model = match make_model() {
@@ -171,27 +218,30 @@ fn run<F>(
             return;
         }
     };
+    let (heads, output_size) = (model.heads().to_vec(), model.output_size());
     if ready
-        .send(Ok((
-            model.heads().to_vec(),
-            model.input_size(),
-            model.output_size(),
-        )))
+        .send(Ok((heads.clone(), model.input_size(), output_size)))
         .is_err()
     {
         return;
     }
-    for batch in input {
+    for job in jobs {
         let t0 = std::time::Instant::now();
-        let result = batch.view().and_then(|v| model.forward(v));
+        let result = job
+            .batch
+            .view()
+            .and_then(|v| model.forward(v))
+            .and_then(|out| {
+                out.check(&heads, &job.batch.indices, output_size)
+                    .map(|()| out)
+            });
         tracing::debug!(
-            patches = batch.indices.len(),
+            patches = job.batch.indices.len(),
             ms = t0.elapsed().as_millis() as u64,
             "batch forward"
         );
-        if output.send(result).is_err() {
-            return;
-        }
+        // A session that hung up loses its result; the others go on.
+        let _ = job.reply.send(result);
     }
 }
 
@@ -249,11 +299,12 @@ mod tests {
             (t.input_size(), t.output_size(), t.heads().len()),
             (2, 1, 1)
         );
-        let tx = t.sender().unwrap();
+        let (tx, rx) = t.session().unwrap();
         let producer = std::thread::spawn(move || {
             for i in 0..5u8 {
                 let batch = InputBatch {
                     indices: vec![u64::from(i)],
+                    origins: Vec::new(),
                     pixels: vec![i; 12],
                     height: 2,
                     width: 2,
@@ -262,14 +313,17 @@ mod tests {
             }
         });
         for i in 0..5u8 {
-            let out = t.recv().unwrap();
+            let out = rx.recv().unwrap().unwrap();
             assert_eq!(out.indices, [u64::from(i)]);
             assert_eq!(out.heads[0].data, [f32::from(i)]);
         }
         producer.join().unwrap();
+        // the session ends when its sender is gone and its batches are done
+        assert!(rx.recv().is_err());
         // Wrong patch size is an error for that batch only.
         t.submit(InputBatch {
             indices: vec![9],
+            origins: Vec::new(),
             pixels: vec![0; 27],
             height: 3,
             width: 3,
@@ -278,12 +332,47 @@ mod tests {
         assert!(matches!(t.recv(), Err(InferError::WrongPatchSize { .. })));
         t.submit(InputBatch {
             indices: vec![9],
+            origins: Vec::new(),
             pixels: vec![0; 5],
             height: 2,
             width: 2,
         })
         .unwrap();
         assert!(matches!(t.recv(), Err(InferError::BadBufferLength { .. })));
+        assert!(t.join().unwrap().is_empty());
+    }
+
+    #[test]
+    fn sessions_get_their_own_results_and_one_hanging_up_stops_nothing() {
+        let t = InferenceThread::spawn("infer-test", 1, fake).unwrap();
+        let batch = |i: u8| InputBatch {
+            indices: vec![u64::from(i)],
+            origins: Vec::new(),
+            pixels: vec![i; 12],
+            height: 2,
+            width: 2,
+        };
+        for round in 0..3u8 {
+            let (a_tx, a_rx) = t.session().unwrap();
+            let (b_tx, b_rx) = t.session().unwrap();
+            a_tx.send(batch(round)).unwrap();
+            b_tx.send(batch(round + 10)).unwrap();
+            drop(b_tx);
+            assert_eq!(a_rx.recv().unwrap().unwrap().indices, [u64::from(round)]);
+            assert_eq!(
+                b_rx.recv().unwrap().unwrap().indices,
+                [u64::from(round) + 10]
+            );
+            assert!(b_rx.recv().is_err(), "session b ended");
+            // a session that hangs up with a batch in flight does not stop the thread
+            a_tx.send(batch(99)).unwrap();
+            drop(a_rx);
+            drop(a_tx);
+        }
+        let (tx, rx) = t.session().unwrap();
+        tx.send(batch(7)).unwrap();
+        assert_eq!(rx.recv().unwrap().unwrap().heads[0].data, [7.0]);
+        drop(tx);
         assert!(t.join().unwrap().is_empty());
     }
 

@@ -93,7 +93,7 @@ mod torchscript;
 pub use device::{Device, Precision};
 pub use errors::{InferError, LoadError, ParseError};
 pub use heads::{HeadKind, HeadOutputs, HeadSpec, HeadTensor};
-pub use inference_thread::InferenceThread;
+pub use inference_thread::{BatchResult, BatchSender, InferenceThread};
 pub use model::{BatchView, InputBatch, Model};
 pub use params::{Architecture, ForwardOptions, ModelParams};
 pub use weights::{RawTensor, WeightSet};

@@ -8,6 +8,7 @@ use crate::heads::{HeadOutputs, HeadSpec};
 pub struct BatchView<'a> {
     pixels: &'a [u8],
     indices: &'a [u64],
+    origins: &'a [[i64; 2]],
     n: usize,
     height: usize,
     width: usize,
@@ -41,10 +42,27 @@ impl<'a> BatchView<'a> {
         Ok(Self {
             pixels,
             indices,
+            origins: &[],
             n,
             height,
             width,
         })
+    }
+
+    /// The same view with the places the patches come from: `origins[i]` is the top-left
+    /// `[x, y]` of patch `i`'s input box on the slide, in pixels at the processing resolution.
+    ///
+    /// # Errors
+    /// [`InferError::BadOrigins`] when there is not exactly one origin per patch.
+    pub fn with_origins(mut self, origins: &'a [[i64; 2]]) -> Result<Self, InferError> {
+        if origins.len() != self.n {
+            return Err(InferError::BadOrigins {
+                n: self.n,
+                found: origins.len(),
+            });
+        }
+        self.origins = origins;
+        Ok(self)
     }
 
     /// The bytes, NHWC.
@@ -57,6 +75,14 @@ impl<'a> BatchView<'a> {
     #[must_use]
     pub fn indices(&self) -> &'a [u64] {
         self.indices
+    }
+
+    /// Where each patch comes from (top-left `[x, y]` of its input box on the slide at the
+    /// processing resolution), when the producer said so ([`BatchView::with_origins`]); empty
+    /// otherwise. A real model ignores it; test models that render known labels need it.
+    #[must_use]
+    pub fn origins(&self) -> &'a [[i64; 2]] {
+        self.origins
     }
 
     /// Number of patches.
@@ -89,6 +115,9 @@ impl<'a> BatchView<'a> {
 pub struct InputBatch {
     /// Patch indices, one per patch (passed through to [`HeadOutputs::indices`]).
     pub indices: Vec<u64>,
+    /// Top-left `[x, y]` of each patch's input box on the slide (processing resolution), one
+    /// per patch, or empty when the places are not known (see [`BatchView::origins`]).
+    pub origins: Vec<[i64; 2]>,
     /// `indices.len() * height * width * 3` bytes, NHWC RGB.
     pub pixels: Vec<u8>,
     /// Patch height.
@@ -103,7 +132,12 @@ impl InputBatch {
     /// # Errors
     /// [`InferError::BadBufferLength`] when the lengths do not agree.
     pub fn view(&self) -> Result<BatchView<'_>, InferError> {
-        BatchView::new(&self.pixels, &self.indices, self.height, self.width)
+        let view = BatchView::new(&self.pixels, &self.indices, self.height, self.width)?;
+        if self.origins.is_empty() {
+            Ok(view)
+        } else {
+            view.with_origins(&self.origins)
+        }
     }
 }
 
@@ -154,5 +188,24 @@ mod tests {
         assert!(BatchView::new(&px, &[1, 2], 4, 4).is_ok());
         let e = BatchView::new(&px, &[1], 4, 4).unwrap_err();
         assert!(e.to_string().contains("needs 48 bytes, got 96"), "{e}");
+    }
+
+    #[test]
+    fn origins_are_one_per_patch_or_none() {
+        let px = vec![0u8; 2 * 4 * 4 * 3];
+        let v = BatchView::new(&px, &[1, 2], 4, 4).unwrap();
+        assert!(v.origins().is_empty());
+        let v = v.with_origins(&[[0, 0], [4, 0]]).unwrap();
+        assert_eq!(v.origins(), [[0, 0], [4, 0]]);
+        let e = v.with_origins(&[[0, 0]]).unwrap_err();
+        assert!(e.to_string().contains("1 origins for 2 patches"), "{e}");
+        let batch = InputBatch {
+            indices: vec![1, 2],
+            origins: vec![[0, 0]],
+            pixels: px,
+            height: 4,
+            width: 4,
+        };
+        assert!(batch.view().is_err());
     }
 }

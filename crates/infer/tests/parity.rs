@@ -268,6 +268,7 @@ fn safetensors_nchw_through_the_inference_thread() {
         thread
             .submit(InputBatch {
                 indices: vec![i as u64],
+                origins: Vec::new(),
                 pixels: chunk.to_vec(),
                 height: 270,
                 width: 270,
@@ -277,6 +278,7 @@ fn safetensors_nchw_through_the_inference_thread() {
     thread
         .submit(InputBatch {
             indices: vec![],
+            origins: Vec::new(),
             pixels: vec![],
             height: 270,
             width: 270,

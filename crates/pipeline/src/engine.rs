@@ -1,97 +1,21 @@
-//! A whole run: every slide of the config, one after the other, each streamed through the
-//! stages ([`crate::wsi_run`]) or, in patch mode, each image as one model input. A failing
-//! slide is reported and the others go on.
+//! A whole run: the model loaded once, then every slide of the config, one after the other,
+//! each streamed through the stages ([`crate::wsi_run`]) or, in patch mode, each image as one
+//! model input ([`crate::patch_run`]). A failing slide is reported and the others go on.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use mtseg_infer::{BatchView, HeadOutputs, HeadSpec, InferError, LoadError, Model};
 use mtseg_io_config::{InputMode, RunConfig};
 use mtseg_stitch::{MemoryBudget, MemoryLimit};
-use mtseg_tiling::PatchGrid;
 
+use crate::model_provider::{LoadedModel, ModelProvider};
 use crate::output_spec::{check_outputs_writable, provenance};
-use crate::pipeline_errors::{RunError, SlideError};
+use crate::pipeline_errors::{RunError, SlideError, error_chain};
 use crate::progress_events::{ProgressEvent, ProgressSink, SlideSummary, peak_rss_bytes};
 use crate::slide_output::OutputProvider;
-use crate::wsi_run::{BusyClock, SlideJob, run_wsi_slide};
-
-/// Builds the model on the inference thread (a model need not be `Send`).
-pub type ModelFactory = Box<dyn FnOnce() -> Result<Box<dyn Model>, LoadError> + Send>;
-
-/// What a model provider may know of the slide it serves: test models such as an oracle map
-/// patch indices to places on the slide through the grid.
-#[derive(Debug, Clone, Copy)]
-pub struct SlideModelContext<'a> {
-    /// The slide.
-    pub slide: &'a Path,
-    /// Its patch grid at the processing resolution (index -> input and output box).
-    pub grid: &'a PatchGrid,
-}
-
-/// Makes the model: in WSI mode once per slide (with that slide's context); in patch mode once
-/// for the whole list of images (with the first image's context: every image has the same
-/// one-patch grid).
-pub trait ModelProvider: Send + Sync {
-    /// A factory that loads the model (called on the inference thread).
-    ///
-    /// # Errors
-    /// A [`LoadError`] known before loading (e.g. a missing weights file).
-    fn factory(&self, ctx: &SlideModelContext<'_>) -> Result<ModelFactory, LoadError>;
-}
-
-/// The configured model, loaded with libtorch ([`mtseg_infer::load_model`]).
-#[cfg(feature = "torch")]
-#[derive(Debug, Clone)]
-pub struct TorchModelProvider {
-    params: mtseg_infer::ModelParams,
-}
-
-#[cfg(feature = "torch")]
-impl TorchModelProvider {
-    /// A provider loading `params` for every slide.
-    pub fn new(params: mtseg_infer::ModelParams) -> Self {
-        Self { params }
-    }
-}
-
-#[cfg(feature = "torch")]
-impl ModelProvider for TorchModelProvider {
-    fn factory(&self, _: &SlideModelContext<'_>) -> Result<ModelFactory, LoadError> {
-        let params = self.params.clone();
-        Ok(Box::new(move || mtseg_infer::load_model(&params)))
-    }
-}
-
-/// Adds the forward time of a model to a stage clock.
-struct TimedModel {
-    inner: Box<dyn Model>,
-    clock: BusyClock,
-}
-
-impl Model for TimedModel {
-    fn heads(&self) -> &[HeadSpec] {
-        self.inner.heads()
-    }
-    fn input_size(&self) -> usize {
-        self.inner.input_size()
-    }
-    fn output_size(&self) -> usize {
-        self.inner.output_size()
-    }
-    fn forward(&mut self, batch: BatchView<'_>) -> Result<HeadOutputs, InferError> {
-        let t = Instant::now();
-        let r = self.inner.forward(batch);
-        self.clock.add(t.elapsed());
-        r
-    }
-}
-
-pub(crate) fn timed(factory: ModelFactory, clock: BusyClock) -> ModelFactory {
-    Box::new(move || factory().map(|inner| Box::new(TimedModel { inner, clock }) as Box<dyn Model>))
-}
+use crate::wsi_run::{SlideJob, run_wsi_slide};
 
 /// The outcome of a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,10 +91,24 @@ impl<'a> Engine<'a> {
             mtseg_io_config::MemoryLimit::Bytes(b) => MemoryLimit::Bytes(b),
             mtseg_io_config::MemoryLimit::FractionOfRam(f) => MemoryLimit::PercentOfRam(f * 100.0),
         });
+        let threads = crate::model_params::cpu_threads(cfg).get();
+        // The CPU stages (patch reads, post-processing tiles) run on this pool of
+        // `[pipeline] threads`; libtorch has its own threads (`torch_threads`).
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("mtseg-cpu-{i}"))
+            .build()
+            .map_err(|e| RunError::ThreadPool {
+                threads,
+                reason: e.to_string(),
+            })?;
         let slides = &cfg.input.slides;
         self.progress.event(&ProgressEvent::RunStarted {
             slides: slides.len(),
         });
+        // One model for the whole run; a load error fails each slide (not retried per slide).
+        let model = (!slides.is_empty())
+            .then(|| LoadedModel::load(self.model, cfg.pipeline.queue_capacity.get() as usize));
         let mut summary = RunSummary {
             slides: Vec::new(),
             failed: Vec::new(),
@@ -190,27 +128,40 @@ impl<'a> Engine<'a> {
                 Err(e) => self.fail(&mut summary, index, path, &e),
             }
         };
-        match cfg.input.mode {
-            InputMode::Wsi => {
+        match (cfg.input.mode, &model) {
+            (_, None) => {}
+            (InputMode::Wsi, Some(model)) => {
                 for (index, path) in slides.iter().enumerate() {
                     let result = if self.cancel.load(Ordering::Relaxed) {
                         Err(SlideError::Cancelled {
                             slide: path.clone(),
                         })
                     } else {
-                        self.run_one(index, path, &provenance, &budget)
+                        run_wsi_slide(&SlideJob {
+                            cfg,
+                            index,
+                            path,
+                            provenance: &provenance,
+                            model,
+                            outputs: self.outputs,
+                            progress: self.progress,
+                            cancel: &self.cancel,
+                            budget: budget.clone(),
+                            pool: &pool,
+                        })
                     };
                     report(index, path, result);
                 }
             }
-            InputMode::Patch => crate::patch_run::run_patch_images(
+            (InputMode::Patch, Some(model)) => crate::patch_run::run_patch_images(
                 &crate::patch_run::PatchJob {
                     cfg,
                     images: slides,
-                    model: self.model,
+                    model,
                     outputs: self.outputs,
                     provenance: &provenance,
                     cancel: &self.cancel,
+                    pool: &pool,
                 },
                 &mut report,
             ),
@@ -237,39 +188,4 @@ impl<'a> Engine<'a> {
         });
         summary.failed.push((path.to_path_buf(), error));
     }
-
-    fn run_one(
-        &self,
-        index: usize,
-        path: &Path,
-        provenance: &serde_json::Value,
-        budget: &MemoryBudget,
-    ) -> Result<SlideSummary, SlideError> {
-        run_wsi_slide(SlideJob {
-            cfg: self.cfg,
-            index,
-            path,
-            provenance,
-            model: self.model,
-            outputs: self.outputs,
-            progress: self.progress,
-            cancel: &self.cancel,
-            budget: budget.clone(),
-        })
-    }
-}
-
-/// An error and its causes, `a: b: c`, without repeating a cause already in the message.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(c) = source {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        source = c.source();
-    }
-    s
 }

@@ -3,63 +3,15 @@
 
 use std::path::PathBuf;
 
-use mtseg_export::{Format, LayerRecord, NucleusRecord, SlideExportSpec, SlideExporter, Task};
+use mtseg_export::{LayerRecord, NucleusRecord, SlideExportSpec, SlideExporter};
 use mtseg_instmerge::MergedItem;
-use mtseg_io_config::OutputFormat;
 use mtseg_postproc::{LayerRegion, NucleusInstance};
 
-use crate::slide_output::{OutputError, OutputProvider, SlideOutput, SlideOutputSpec};
+use crate::slide_output::{OutputError, OutputProvider, SlideOutput};
 
 /// Writes every configured format with the export crate.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ExportOutputs;
-
-/// The export crate's spec for a slide.
-pub fn export_spec(spec: &SlideOutputSpec) -> SlideExportSpec {
-    let task = |name: &str| {
-        if name == Task::Layers.name() {
-            Task::Layers
-        } else {
-            Task::Nuclei
-        }
-    };
-    let has_layers = !spec.layer_classes.is_empty()
-        && spec
-            .paths
-            .iter()
-            .any(|(t, f, _)| t == Task::Layers.name() || (*f == OutputFormat::Zarr && t == "all"));
-    let mut paths = Vec::new();
-    for (t, format, path) in &spec.paths {
-        match format {
-            OutputFormat::AnnotationStore => {
-                paths.push((task(t), Format::AnnotationStore, path.clone()));
-            }
-            OutputFormat::QuPath => paths.push((task(t), Format::QuPath, path.clone())),
-            OutputFormat::Zarr => {
-                paths.push((Task::Nuclei, Format::Zarr, path.clone()));
-                if has_layers {
-                    paths.push((Task::Layers, Format::Zarr, path.clone()));
-                }
-            }
-        }
-    }
-    SlideExportSpec {
-        slide_path: spec.slide.clone(),
-        stem: spec.stem.clone(),
-        paths,
-        overwrite: spec.overwrite,
-        gzip_geojson: spec.gzip_geojson,
-        scale_factor: spec.scale_factor,
-        processing_size: spec.processing_size,
-        processing_mpp: spec.processing_mpp,
-        baseline_mpp: spec.baseline_mpp,
-        nuclei_classes: spec.nuclei_classes.clone(),
-        layer_classes: spec.layer_classes.clone(),
-        save_instance_map: spec.save_maps,
-        save_layer_map: spec.save_maps && has_layers,
-        provenance: spec.provenance.clone(),
-    }
-}
 
 /// The export crate's record of a final nucleus.
 pub(crate) fn nucleus_record(m: &MergedItem<NucleusInstance>) -> NucleusRecord {
@@ -109,9 +61,7 @@ impl SlideOutput for ExportOutput {
 }
 
 impl OutputProvider for ExportOutputs {
-    fn create(&self, spec: &SlideOutputSpec) -> Result<Box<dyn SlideOutput>, OutputError> {
-        Ok(Box::new(ExportOutput(SlideExporter::create(export_spec(
-            spec,
-        ))?)))
+    fn create(&self, spec: &SlideExportSpec) -> Result<Box<dyn SlideOutput>, OutputError> {
+        Ok(Box::new(ExportOutput(SlideExporter::create(spec.clone())?)))
     }
 }

@@ -1,55 +1,79 @@
-//! The stage wiring of mtseg-pipeline: from a checked [`mtseg_io_config::RunConfig`] to work on
-//! each slide.
+//! The stage wiring of mtseg-pipeline: from a checked [`mtseg_io_config::RunConfig`] to the
+//! outputs of every slide.
 //!
-//! This crate sits above every stage crate (`slide`, `tiling`, `infer`, `stitch`, `postproc`,
-//! `instmerge`, `export`) and below the `cli`. It owns the translation of the config into each
-//! stage's parameters ([`stage_params`], one small function per stage), the output file names
-//! ([`output_paths`]), and the run plan that `--dry-run` prints ([`plan_slide`]).
+//! This crate sits above every stage crate and below the `cli`. It owns no algorithm: it turns
+//! the config into each stage's parameters ([`stage_params`]), plans each slide once
+//! ([`plan_slide`], also what `--dry-run` prints), loads the model once per run, and joins the
+//! stages with bounded channels:
+//!
+//! ```text
+//!              one per run                      one session per slide
+//! ModelProvider ──────────> inference thread <──────────────────────────┐
+//!                                  │ HeadOutputs                         │ InputBatch
+//! slide ─> plan_slide ─> reader ───┼─────────────────────────────────────┘ (rayon pool)
+//!   (grid, mask, canvas, tiles)    v
+//!                               stitcher ──CanvasRows──> post-processing + merge ──> export
+//!                               (memory budget)          (tiles on the rayon pool)   (OutputProvider)
+//! ```
+//!
+//! A failing slide is reported ([`RunSummary::failed`]) and the others go on; the outputs of a
+//! slide appear under their final names only when the slide is complete.
 //!
 //! ```no_run
 //! use mtseg_io_config::RunConfig;
-//! use mtseg_pipeline::plan_slide;
-//! let cfg = RunConfig::from_file("configs/hovernet.toml")?;
-//! for slide in &cfg.input.slides {
-//!     match plan_slide(&cfg, slide) {
-//!         Ok(p) => println!("{}: {} of {} patches", p.path.display(), p.patches_selected, p.patches_total),
-//!         Err(e) => eprintln!("{e}"),
+//! use mtseg_pipeline::{Engine, MemoryOutputs, ModelFactory, ModelProvider, NoProgress};
+//!
+//! /// Any `mtseg_infer::Model` can serve a run; a real run uses `TorchModelProvider`.
+//! struct MyModel;
+//! impl ModelProvider for MyModel {
+//!     fn factory(&self) -> Result<ModelFactory, mtseg_infer::LoadError> {
+//!         Err(mtseg_infer::LoadError::InvalidArchitecture { detail: "plug a model in".into() })
 //!     }
 //! }
+//!
+//! let cfg = RunConfig::from_file("configs/hovernet.toml")?;
+//! let outputs = MemoryOutputs::default(); // or ExportOutputs: .db, GeoJSON, Zarr
+//! let summary = Engine::new(&cfg, &MyModel, &outputs, &NoProgress).run()?;
+//! println!("{} nuclei, {} slides failed", summary.nuclei(), summary.failed.len());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! # Logging
-//! Nothing yet beyond what the stage crates log.
+//! Through `tracing`: `info` when the model is loaded (its heads) and when a slide is done (its
+//! nuclei and wall time), `error` for each failed slide (with its causes). Progress goes to the
+//! [`ProgressSink`] instead ([`ProgressEvent`], the `--progress json` schema). The stage crates
+//! log on their own (e.g. `mtseg_infer` a `debug` line per batch forward).
 #![forbid(unsafe_code)]
 
+mod busy_clock;
 mod engine;
 mod export_outputs;
 mod model_params;
+mod model_provider;
 mod output_names;
 mod output_spec;
 mod patch_run;
 mod pipeline_errors;
 mod progress_events;
-mod run_plan;
 mod slide_output;
+mod slide_plan;
 pub mod stage_params;
 mod wsi_run;
+mod wsi_stages;
 
-#[cfg(feature = "torch")]
-pub use engine::TorchModelProvider;
-pub use engine::{Engine, ModelFactory, ModelProvider, RunSummary, SlideModelContext, error_chain};
-pub use export_outputs::{ExportOutputs, export_spec};
+pub use engine::{Engine, RunSummary};
+pub use export_outputs::ExportOutputs;
 pub use model_params::{
     ModelConfigError, architecture, cpu_threads, device, model_params, np_hv_params, torch_threads,
 };
-pub use output_names::{output_paths, overlay_path, slide_stem, tasks};
-pub use output_spec::{check_outputs_writable, provenance, slide_output_spec, tagged_output_paths};
-pub use pipeline_errors::{RunError, SlideError};
+#[cfg(feature = "torch")]
+pub use model_provider::TorchModelProvider;
+pub use model_provider::{ModelFactory, ModelProvider};
+pub use output_names::{output_files, output_paths, overlay_path, slide_stem, tasks};
+pub use output_spec::{check_outputs_writable, provenance, slide_export_spec};
+pub use pipeline_errors::{RunError, SlideError, error_chain};
 pub use progress_events::{
     NoProgress, ProgressEvent, ProgressSink, SlideSummary, StageTimes, peak_rss_bytes,
 };
-pub use run_plan::{PlannedOutput, PostprocPlan, SlidePlan, plan_slide, tissue_mask};
-pub use slide_output::{
-    CollectedSlide, MemoryOutputs, OutputError, OutputProvider, SlideOutput, SlideOutputSpec,
-};
+pub use slide_output::{CollectedSlide, MemoryOutputs, OutputError, OutputProvider, SlideOutput};
+pub use slide_plan::{PlannedOutput, PostprocPlan, SlidePlan, plan_slide, tissue_mask};

@@ -4,16 +4,26 @@
 
 use std::path::{Path, PathBuf};
 
-use mtseg_io_config::{Architecture, OutputFormat, RunConfig};
+use mtseg_export::{Format, Task};
+use mtseg_io_config::{Architecture, HeadName, OutputFormat, RunConfig};
 
 /// The tasks a model produces, in TIAToolbox's order.
-pub fn tasks(arch: &Architecture) -> Vec<&'static str> {
+pub fn tasks(arch: &Architecture) -> Vec<Task> {
     match arch {
-        Architecture::HoVerNetPlus { .. } => vec!["nuclei_segmentation", "layer_segmentation"],
-        Architecture::TorchScript { heads } if heads.contains(&mtseg_io_config::HeadName::Ls) => {
-            vec!["nuclei_segmentation", "layer_segmentation"]
+        Architecture::HoVerNetPlus { .. } => vec![Task::Nuclei, Task::Layers],
+        Architecture::TorchScript { heads } if heads.contains(&HeadName::Ls) => {
+            vec![Task::Nuclei, Task::Layers]
         }
-        _ => vec!["nuclei_segmentation"],
+        _ => vec![Task::Nuclei],
+    }
+}
+
+/// The export crate's format for a configured one.
+pub(crate) fn export_format(f: OutputFormat) -> Format {
+    match f {
+        OutputFormat::AnnotationStore => Format::AnnotationStore,
+        OutputFormat::QuPath => Format::QuPath,
+        OutputFormat::Zarr => Format::Zarr,
     }
 }
 
@@ -24,27 +34,41 @@ pub fn slide_stem(slide: &Path) -> String {
         .map_or_else(|| "slide".to_string(), |s| s.to_string_lossy().into_owned())
 }
 
-/// Every file or directory a run writes for `slide`, in format order.
-pub fn output_paths(cfg: &RunConfig, slide: &Path) -> Vec<PathBuf> {
+/// Every output of `slide` as the export crate takes them, `(task, format, final path)`, in
+/// format order: one file per task for `.db` and GeoJSON (`<stem>.<ext>` for a single task,
+/// `<stem>_<task>.<ext>` for several), one `<stem>.zarr` store for all tasks (listed once per
+/// task).
+pub fn output_files(cfg: &RunConfig, slide: &Path) -> Vec<(Task, Format, PathBuf)> {
     let stem = slide_stem(slide);
     let tasks = tasks(&cfg.model.architecture);
+    let dir = &cfg.output.dir;
     let mut out = Vec::new();
-    for format in &cfg.output.formats {
+    for &format in &cfg.output.formats {
         let ext = match format {
             OutputFormat::AnnotationStore => "db",
             OutputFormat::QuPath if cfg.output.gzip_geojson => "geojson.gz",
             OutputFormat::QuPath => "geojson",
-            OutputFormat::Zarr => {
-                out.push(cfg.output.dir.join(format!("{stem}.zarr")));
-                continue;
-            }
+            OutputFormat::Zarr => "zarr",
         };
-        if tasks.len() == 1 {
-            out.push(cfg.output.dir.join(format!("{stem}.{ext}")));
-        } else {
-            for t in &tasks {
-                out.push(cfg.output.dir.join(format!("{stem}_{t}.{ext}")));
-            }
+        for &t in &tasks {
+            let name = if tasks.len() == 1 || format == OutputFormat::Zarr {
+                format!("{stem}.{ext}")
+            } else {
+                format!("{stem}_{}.{ext}", t.name())
+            };
+            out.push((t, export_format(format), dir.join(name)));
+        }
+    }
+    out
+}
+
+/// Every file or directory a run writes for `slide`, each once, in format order (the overlay
+/// picture last, when asked for).
+pub fn output_paths(cfg: &RunConfig, slide: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for (_, _, p) in output_files(cfg, slide) {
+        if !out.contains(&p) {
+            out.push(p);
         }
     }
     if cfg.output.overlay {
@@ -107,6 +131,40 @@ mod tests {
         assert_eq!(
             output_paths(&c, Path::new("s.svs")),
             vec![PathBuf::from("results/s.geojson.gz")]
+        );
+    }
+
+    #[test]
+    fn a_zarr_store_holds_every_task() {
+        let c = cfg(
+            "[model]\npreset = \"hovernetplus-oed\"\n[output]\ndir = \"o\"\nformats = [\"qupath\", \"zarr\"]\noverlay = true",
+        );
+        let f = output_files(&c, Path::new("x.tif"));
+        assert_eq!(
+            f,
+            vec![
+                (
+                    Task::Nuclei,
+                    Format::QuPath,
+                    PathBuf::from("o/x_nuclei_segmentation.geojson")
+                ),
+                (
+                    Task::Layers,
+                    Format::QuPath,
+                    PathBuf::from("o/x_layer_segmentation.geojson")
+                ),
+                (Task::Nuclei, Format::Zarr, PathBuf::from("o/x.zarr")),
+                (Task::Layers, Format::Zarr, PathBuf::from("o/x.zarr")),
+            ]
+        );
+        assert_eq!(
+            output_paths(&c, Path::new("x.tif")),
+            vec![
+                PathBuf::from("o/x_nuclei_segmentation.geojson"),
+                PathBuf::from("o/x_layer_segmentation.geojson"),
+                PathBuf::from("o/x.zarr"),
+                PathBuf::from("o/x_overlay.png"),
+            ]
         );
     }
 }

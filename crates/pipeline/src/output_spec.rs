@@ -4,39 +4,14 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use mtseg_io_config::{OutputFormat, RunConfig};
+use mtseg_export::{SlideExportSpec, Task};
+use mtseg_io_config::RunConfig;
 use mtseg_slide::SlideReader;
 use sha2::{Digest, Sha256};
 
-use crate::output_names::{output_paths, slide_stem, tasks};
+use crate::output_names::{output_files, output_paths, slide_stem};
 use crate::pipeline_errors::{RunError, SlideError};
-use crate::slide_output::SlideOutputSpec;
 use crate::stage_params;
-
-/// `(task, format, path)` of every output of `slide`, in [`output_paths`] order.
-pub fn tagged_output_paths(cfg: &RunConfig, slide: &Path) -> Vec<(String, OutputFormat, PathBuf)> {
-    let mut paths = output_paths(cfg, slide);
-    if cfg.output.overlay {
-        paths.pop();
-    }
-    let tasks = tasks(&cfg.model.architecture);
-    let mut tagged = Vec::with_capacity(paths.len());
-    let mut it = paths.into_iter();
-    for &format in &cfg.output.formats {
-        if format == OutputFormat::Zarr {
-            if let Some(p) = it.next() {
-                tagged.push(("all".to_string(), format, p));
-            }
-            continue;
-        }
-        for t in &tasks {
-            if let Some(p) = it.next() {
-                tagged.push(((*t).to_string(), format, p));
-            }
-        }
-    }
-    tagged
-}
 
 /// Before any work: without `overwrite`, no output of any slide may exist; the output
 /// directory must exist or be creatable, and be writable.
@@ -112,15 +87,17 @@ pub fn provenance(cfg: &RunConfig) -> Result<serde_json::Value, RunError> {
     }))
 }
 
-/// The output spec of one opened slide (WSI mode).
+/// The export spec of one opened slide (WSI mode): its outputs, the processing size and
+/// resolution, the scale to baseline pixels, the classes and the provenance.
 ///
 /// # Errors
-/// [`SlideError::Read`] when the processing resolution cannot be applied to the slide.
-pub fn slide_output_spec(
+/// [`SlideError::Read`] / [`SlideError::Resolution`] when the processing resolution cannot be
+/// applied to the slide.
+pub fn slide_export_spec(
     cfg: &RunConfig,
     slide: &dyn SlideReader,
     provenance: &serde_json::Value,
-) -> Result<SlideOutputSpec, SlideError> {
+) -> Result<SlideExportSpec, SlideError> {
     let res = stage_params::resolution(cfg);
     let (w, h) = slide.dimensions_at(res)?;
     let info = slide.info();
@@ -131,22 +108,49 @@ pub fn slide_output_spec(
             reason,
         })?;
     let scale_factor = [1.0 / scale[0], 1.0 / scale[1]];
-    Ok(SlideOutputSpec {
-        slide: slide.path().to_path_buf(),
-        stem: slide_stem(slide.path()),
-        paths: tagged_output_paths(cfg, slide.path()),
+    let mut spec = export_spec(cfg, slide.path(), [w, h], provenance);
+    spec.scale_factor = scale_factor;
+    spec.processing_mpp = info
+        .mpp
+        .map(|m| [m[0] * scale_factor[0], m[1] * scale_factor[1]]);
+    spec.baseline_mpp = info.mpp;
+    Ok(spec)
+}
+
+/// The export spec of one patch-mode image of `size` px: coordinates relative to the output
+/// patch, no resolution known.
+pub(crate) fn patch_export_spec(
+    cfg: &RunConfig,
+    image: &Path,
+    size: usize,
+    provenance: &serde_json::Value,
+) -> SlideExportSpec {
+    export_spec(cfg, image, [size as u64; 2], provenance)
+}
+
+/// What every spec shares; scale 1 and no resolution until the slide says otherwise.
+fn export_spec(
+    cfg: &RunConfig,
+    slide: &Path,
+    processing_size: [u64; 2],
+    provenance: &serde_json::Value,
+) -> SlideExportSpec {
+    let paths = output_files(cfg, slide);
+    let has_layers = paths.iter().any(|(t, _, _)| *t == Task::Layers);
+    SlideExportSpec {
+        slide_path: slide.to_path_buf(),
+        stem: slide_stem(slide),
+        paths,
         overwrite: cfg.output.overwrite,
         gzip_geojson: cfg.output.gzip_geojson,
-        scale_factor,
-        processing_size: [w, h],
-        processing_mpp: info
-            .mpp
-            .map(|m| [m[0] * scale_factor[0], m[1] * scale_factor[1]]),
-        baseline_mpp: info.mpp,
+        scale_factor: [1.0, 1.0],
+        processing_size,
+        processing_mpp: None,
+        baseline_mpp: None,
         nuclei_classes: cfg.model.nuclei_classes.clone(),
         layer_classes: cfg.model.layer_classes.clone(),
-        save_maps: cfg.output.save_predictions,
-        save_probabilities: cfg.output.save_probabilities,
+        save_instance_map: cfg.output.save_predictions,
+        save_layer_map: cfg.output.save_predictions && has_layers,
         provenance: provenance.clone(),
-    })
+    }
 }

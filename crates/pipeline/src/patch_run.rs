@@ -13,22 +13,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use mtseg_infer::{HeadKind, HeadOutputs, InferError, InferenceThread, InputBatch};
+use mtseg_infer::{BatchResult, BatchSender, HeadKind, HeadOutputs, InputBatch};
 use mtseg_instmerge::{CanvasMaps, full_canvas_mode};
 use mtseg_io_config::RunConfig;
 use mtseg_slide::open_slide;
-use mtseg_tiling::Size2;
 use rayon::prelude::*;
 
-use crate::engine::{ModelProvider, SlideModelContext};
 use crate::model_params::np_hv_params;
-use crate::output_names::slide_stem;
-use crate::output_spec::tagged_output_paths;
+use crate::model_provider::LoadedModel;
 use crate::pipeline_errors::SlideError;
 use crate::progress_events::{SlideSummary, StageTimes};
-use crate::slide_output::{OutputProvider, SlideOutputSpec};
+use crate::slide_output::OutputProvider;
 use crate::stage_params;
-use crate::wsi_run::BusyClock;
 
 /// The images of one patch-mode run and what they share.
 pub(crate) struct PatchJob<'a> {
@@ -36,14 +32,16 @@ pub(crate) struct PatchJob<'a> {
     pub(crate) cfg: &'a RunConfig,
     /// The images, in run order (their index is their position).
     pub(crate) images: &'a [PathBuf],
-    /// The model.
-    pub(crate) model: &'a dyn ModelProvider,
+    /// The run's model.
+    pub(crate) model: &'a LoadedModel,
     /// Where outputs go.
     pub(crate) outputs: &'a dyn OutputProvider,
     /// Provenance recorded in every output.
     pub(crate) provenance: &'a serde_json::Value,
     /// Set to stop at the next batch.
     pub(crate) cancel: &'a AtomicBool,
+    /// The CPU stages' threads.
+    pub(crate) pool: &'a rayon::ThreadPool,
 }
 
 /// Receives each image's result: its index in the run, its path, its summary or error.
@@ -68,42 +66,18 @@ enum ReadOutcome {
 pub(crate) fn run_patch_images(job: &PatchJob<'_>, report: &mut Report<'_>) {
     let cfg = job.cfg;
     let images = job.images;
-    let Some(first) = images.first() else {
+    if images.is_empty() {
         return;
     };
     let (iw, ih) = (
         u64::from(cfg.io.patch_input.width),
         u64::from(cfg.io.patch_input.height),
     );
-    let grid = mtseg_tiling::PatchGridBuilder::new(Size2::new(iw, ih), Size2::new(iw, ih))
-        .patch_output(Size2::new(iw, ih))
-        .stride(Size2::new(iw, ih))
-        .build();
-    let grid = match grid {
-        Ok(g) => g,
-        Err(source) => {
-            let reason = source.to_string();
-            fail_all(images, 0..images.len(), "patch grid", &reason, report);
-            return;
-        }
-    };
-    // One model for the whole list; the context is the first image's (every image has the
-    // same one-patch grid).
-    let ctx = SlideModelContext {
-        slide: first,
-        grid: &grid,
-    };
     let batch = cfg.model.batch_size.get() as usize;
-    let capacity = cfg.pipeline.queue_capacity.get() as usize;
-    let forward_clock = BusyClock::default();
-    let infer = job.model.factory(&ctx).and_then(|f| {
-        let f = crate::engine::timed(f, forward_clock.clone());
-        InferenceThread::spawn("mtseg-infer", capacity, f)
-    });
-    let mut infer = match infer {
-        Ok(t) => t,
+    let (sender, results) = match job.model.session() {
+        Ok(s) => s,
         Err(e) => {
-            let reason = e.to_string();
+            let reason = e.reason();
             fail_all(
                 images,
                 0..images.len(),
@@ -114,25 +88,14 @@ pub(crate) fn run_patch_images(job: &PatchJob<'_>, report: &mut Report<'_>) {
             return;
         }
     };
-    let sender = match infer.sender() {
-        Ok(s) => s,
-        Err(e) => {
-            let reason = e.to_string();
-            fail_all(images, 0..images.len(), "inference", &reason, report);
-            return;
-        }
-    };
-    let results = infer.receiver();
-    infer.close();
     // Batches in flight, in submission order (the inference thread keeps the order).
     let (pending_tx, pending_rx) = unbounded::<ReadOutcome>();
 
     std::thread::scope(|s| {
         // The sender and the announcement channel move to the reader: when it ends, both close.
         s.spawn(move || read_images(job, [iw, ih], batch, &sender, &pending_tx));
-        consume(job, &pending_rx, &results, &forward_clock, report);
+        consume(job, &pending_rx, &results, report);
     });
-    drop(infer);
 }
 
 /// Reads the images batch by batch and submits each batch to the model. Stops when the model's
@@ -141,7 +104,7 @@ fn read_images(
     job: &PatchJob<'_>,
     [iw, ih]: [u64; 2],
     batch: usize,
-    model_input: &Sender<InputBatch>,
+    model_input: &BatchSender,
     pending: &Sender<ReadOutcome>,
 ) {
     let indices: Vec<usize> = (0..job.images.len()).collect();
@@ -157,10 +120,12 @@ fn read_images(
             let _ = pending.send(ReadOutcome::Failed(rest));
             return;
         }
-        let read: Vec<Result<ReadImage, (usize, SlideError)>> = chunk
-            .par_iter()
-            .map(|&i| read_image(job.cfg, i, &job.images[i], [iw, ih]).map_err(|e| (i, e)))
-            .collect();
+        let read: Vec<Result<ReadImage, (usize, SlideError)>> = job.pool.install(|| {
+            chunk
+                .par_iter()
+                .map(|&i| read_image(job.cfg, i, &job.images[i], [iw, ih]).map_err(|e| (i, e)))
+                .collect()
+        });
         let (ok, failed): (Vec<_>, Vec<_>) = read.into_iter().partition(Result::is_ok);
         let failed: Vec<_> = failed.into_iter().filter_map(Result::err).collect();
         if !failed.is_empty() && pending.send(ReadOutcome::Failed(failed)).is_err() {
@@ -178,12 +143,15 @@ fn read_images(
             idx.push(img.index as u64);
             kept.push(img);
         }
+        let kept_len = kept.len();
         // The batch is announced before it is submitted, so the consumer always knows it.
         if pending.send(ReadOutcome::Batch(kept)).is_err() {
             return;
         }
         let input = InputBatch {
             indices: idx,
+            // each image is its own slide: its patch starts at its origin
+            origins: vec![[0, 0]; kept_len],
             pixels,
             height: ih as usize,
             width: iw as usize,
@@ -232,8 +200,7 @@ fn read_image(
 fn consume(
     job: &PatchJob<'_>,
     pending: &Receiver<ReadOutcome>,
-    results: &Receiver<Result<HeadOutputs, InferError>>,
-    forward_clock: &BusyClock,
+    results: &Receiver<BatchResult>,
     report: &mut Report<'_>,
 ) {
     let images = job.images;
@@ -254,16 +221,10 @@ fn consume(
         let received = results.recv();
         let got = match (&model_failed, received) {
             (Some(reason), _) => Err(reason.clone()),
-            (None, Ok(Ok(out))) if out.indices.len() == batch.len() => Ok(out),
+            // (the inference thread checked the outputs against the batch)
+            (None, Ok(Ok(out))) => Ok(out),
             // A forward error concerns this batch only; the next batches may still run.
             (None, Ok(Err(e))) => Err(e.to_string()),
-            (None, Ok(Ok(out))) => Err(model_failed
-                .insert(format!(
-                    "the model returned {} results for a batch of {}",
-                    out.indices.len(),
-                    batch.len()
-                ))
-                .clone()),
             (None, Err(_)) => Err(model_failed
                 .insert("the inference thread stopped".to_owned())
                 .clone()),
@@ -278,17 +239,19 @@ fn consume(
         };
         // Forward seconds since the last batch, shared by its images (approximate when the next
         // forward has already finished).
-        let forward_now = forward_clock.seconds();
+        let forward_now = job.model.forward_seconds();
         let infer_s = (forward_now - forward_seen) / batch.len() as f64;
         forward_seen = forward_now;
-        let done: Vec<(usize, Result<SlideSummary, SlideError>)> = batch
-            .par_iter()
-            .enumerate()
-            .map(|(j, img)| {
-                let r = finish_image(job, img, &out, j, infer_s);
-                (img.index, r)
-            })
-            .collect();
+        let done: Vec<(usize, Result<SlideSummary, SlideError>)> = job.pool.install(|| {
+            batch
+                .par_iter()
+                .enumerate()
+                .map(|(j, img)| {
+                    let r = finish_image(job, img, &out, j, infer_s);
+                    (img.index, r)
+                })
+                .collect()
+        });
         for (i, r) in done {
             report(i, &images[i], r);
         }
@@ -330,12 +293,18 @@ fn finish_image(
     let path = &job.images[img.index];
     let t_post = Instant::now();
     let head = |k: HeadKind| out.head(k).and_then(|t| t.patch(j));
+    let needed = |k: HeadKind| {
+        head(k).ok_or_else(|| {
+            let reason = format!("the model gave no `{}` values for this image", k.name());
+            batch_error(path, "inference", &reason)
+        })
+    };
     let size = out.head(HeadKind::Np).map_or(0, |t| t.shape[1]);
     let canvas = CanvasMaps {
         height: size,
         width: size,
-        np: head(HeadKind::Np).unwrap_or_default(),
-        hv: head(HeadKind::Hv).unwrap_or_default(),
+        np: needed(HeadKind::Np)?,
+        hv: needed(HeadKind::Hv)?,
         tp: head(HeadKind::Tp),
         ls: head(HeadKind::Ls),
     };
@@ -346,22 +315,7 @@ fn finish_image(
         })?;
     let postproc_s = t_post.elapsed().as_secs_f64();
     let t_export = Instant::now();
-    let spec = SlideOutputSpec {
-        slide: path.to_path_buf(),
-        stem: slide_stem(path),
-        paths: tagged_output_paths(cfg, path),
-        overwrite: cfg.output.overwrite,
-        gzip_geojson: cfg.output.gzip_geojson,
-        scale_factor: [1.0, 1.0],
-        processing_size: [size as u64, size as u64],
-        processing_mpp: None,
-        baseline_mpp: None,
-        nuclei_classes: cfg.model.nuclei_classes.clone(),
-        layer_classes: cfg.model.layer_classes.clone(),
-        save_maps: cfg.output.save_predictions,
-        save_probabilities: false,
-        provenance: job.provenance.clone(),
-    };
+    let spec = crate::output_spec::patch_export_spec(cfg, path, size, job.provenance);
     let output_err = |source| SlideError::Output {
         slide: path.to_path_buf(),
         source,

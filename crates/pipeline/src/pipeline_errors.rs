@@ -67,8 +67,8 @@ pub enum SlideError {
     Model {
         /// The slide.
         slide: PathBuf,
-        /// Why.
-        source: Box<mtseg_infer::LoadError>,
+        /// Why (the run's one load error, shared by every slide it fails).
+        source: std::sync::Arc<mtseg_infer::LoadError>,
     },
     /// A forward failed.
     #[error("slide {slide}: inference: {source}")]
@@ -148,6 +148,14 @@ pub enum RunError {
         /// The existing outputs.
         existing: Vec<PathBuf>,
     },
+    /// The CPU thread pool could not be started.
+    #[error("cannot start {threads} CPU threads ([pipeline] threads): {reason}")]
+    ThreadPool {
+        /// Threads asked for.
+        threads: usize,
+        /// Why not.
+        reason: String,
+    },
     /// The output directory cannot be created or written.
     #[error("output directory {dir}: {source}")]
     OutputDir {
@@ -167,4 +175,19 @@ pub enum RunError {
     /// The `[model]` table does not describe a loadable model.
     #[error(transparent)]
     ModelConfig(#[from] crate::model_params::ModelConfigError),
+}
+
+/// An error and its causes, `a: b: c`, without repeating a cause already in the message.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(c) = source {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        source = c.source();
+    }
+    s
 }

@@ -5,44 +5,12 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use mtseg_export::SlideExportSpec;
 use mtseg_instmerge::MergedItem;
 use mtseg_postproc::{LayerRegion, NucleusInstance};
 
 /// An output error, with its cause chain (the export crate's errors name the file).
 pub type OutputError = Box<dyn std::error::Error + Send + Sync>;
-
-/// What the pipeline knows of a slide when it opens its outputs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SlideOutputSpec {
-    /// The slide (or image, in patch mode).
-    pub slide: PathBuf,
-    /// Its file stem.
-    pub stem: String,
-    /// `(task, format, final path)` of every file or directory to write.
-    pub paths: Vec<(String, mtseg_io_config::OutputFormat, PathBuf)>,
-    /// Replace existing outputs.
-    pub overwrite: bool,
-    /// Gzip the GeoJSON.
-    pub gzip_geojson: bool,
-    /// Processing-resolution pixels -> baseline pixels, `[x, y]`.
-    pub scale_factor: [f64; 2],
-    /// `[w, h]` of the slide at the processing resolution (the dense maps' size).
-    pub processing_size: [u64; 2],
-    /// Microns per pixel at the processing resolution, if the slide states its resolution.
-    pub processing_mpp: Option<[f64; 2]>,
-    /// Microns per baseline pixel, if known.
-    pub baseline_mpp: Option<[f64; 2]>,
-    /// Nucleus class names (index = class id).
-    pub nuclei_classes: Vec<String>,
-    /// Layer class names (index = class id).
-    pub layer_classes: Vec<String>,
-    /// Write the dense instance / layer maps.
-    pub save_maps: bool,
-    /// Write the stitched probability maps.
-    pub save_probabilities: bool,
-    /// Config and model hashes, versions: stored with the outputs.
-    pub provenance: serde_json::Value,
-}
 
 /// The writers of one slide. Calls come from one thread, in this order: any number of
 /// `nuclei` / `layers` / `rows_final`, then `finish`. Dropping it without `finish` must leave
@@ -79,14 +47,14 @@ pub trait OutputProvider: Send + Sync {
     ///
     /// # Errors
     /// Why not, naming the path.
-    fn create(&self, spec: &SlideOutputSpec) -> Result<Box<dyn SlideOutput>, OutputError>;
+    fn create(&self, spec: &SlideExportSpec) -> Result<Box<dyn SlideOutput>, OutputError>;
 }
 
 /// Everything one slide produced, kept in memory (tests and library use).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct CollectedSlide {
     /// The spec the pipeline gave.
-    pub spec: Option<SlideOutputSpec>,
+    pub spec: Option<SlideExportSpec>,
     /// Nuclei in the order they came.
     pub nuclei: Vec<MergedItem<NucleusInstance>>,
     /// Layer polygons in the order they came.
@@ -152,7 +120,7 @@ impl SlideOutput for MemoryOutput {
 }
 
 impl OutputProvider for MemoryOutputs {
-    fn create(&self, spec: &SlideOutputSpec) -> Result<Box<dyn SlideOutput>, OutputError> {
+    fn create(&self, spec: &SlideExportSpec) -> Result<Box<dyn SlideOutput>, OutputError> {
         let mut slides = self
             .slides
             .lock()

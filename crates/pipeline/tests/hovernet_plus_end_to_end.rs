@@ -22,12 +22,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Result;
+use mtseg_export::SlideExportSpec;
 use mtseg_export::{Task, annotation_key};
 use mtseg_instmerge::{MergedItem, dense_tile_layer_map};
 use mtseg_io_config::RunConfig;
 use mtseg_pipeline::{
     CollectedSlide, Engine, ExportOutputs, MemoryOutputs, NoProgress, OutputError, OutputProvider,
-    SlideOutput, SlideOutputSpec,
+    SlideOutput,
 };
 use mtseg_postproc::{LayerRegion, NucleusInstance, layer_info, proc_layers};
 use mtseg_test_models::{
@@ -62,7 +63,7 @@ struct Tee(MemoryOutputs);
 struct TeeOutput(Box<dyn SlideOutput>, Box<dyn SlideOutput>);
 
 impl OutputProvider for Tee {
-    fn create(&self, spec: &SlideOutputSpec) -> Result<Box<dyn SlideOutput>, OutputError> {
+    fn create(&self, spec: &SlideExportSpec) -> Result<Box<dyn SlideOutput>, OutputError> {
         Ok(Box::new(TeeOutput(
             self.0.create(spec)?,
             ExportOutputs.create(spec)?,

@@ -13,7 +13,7 @@ use mtseg_infer::{
     BatchView, HeadKind, HeadOutputs, HeadSpec, HeadTensor, InferError, LoadError, Model,
 };
 use mtseg_io_config::RunConfig;
-use mtseg_pipeline::{Engine, MemoryOutputs, ModelFactory, ModelProvider, SlideModelContext};
+use mtseg_pipeline::{Engine, MemoryOutputs, ModelFactory, ModelProvider};
 
 const INPUT: usize = 256;
 const OUTPUT: usize = 164;
@@ -95,7 +95,7 @@ impl Model for DarkBlobModel {
 #[derive(Default)]
 struct CountingProvider {
     loads: Arc<AtomicUsize>,
-    contexts: std::sync::Mutex<Vec<PathBuf>>,
+    factories: AtomicUsize,
     batch_sizes: Arc<Vec<AtomicUsize>>,
     centres: Arc<HashMap<u64, Vec<[i32; 2]>>>,
 }
@@ -112,8 +112,8 @@ impl CountingProvider {
 }
 
 impl ModelProvider for CountingProvider {
-    fn factory(&self, ctx: &SlideModelContext<'_>) -> Result<ModelFactory, LoadError> {
-        self.contexts.lock().unwrap().push(ctx.slide.to_path_buf());
+    fn factory(&self) -> Result<ModelFactory, LoadError> {
+        self.factories.fetch_add(1, Ordering::Relaxed);
         let loads = Arc::clone(&self.loads);
         let batch_sizes = Arc::clone(&self.batch_sizes);
         let centres = Arc::clone(&self.centres);
@@ -201,7 +201,7 @@ fn images_are_batched_through_one_model_and_keep_their_own_nuclei() -> Result<()
     let summary = Engine::new(&cfg, &provider, &outputs, &mtseg_pipeline::NoProgress).run()?;
 
     assert_eq!(provider.loads.load(Ordering::Relaxed), 1, "one model load");
-    assert_eq!(provider.contexts.lock().unwrap().len(), 1);
+    assert_eq!(provider.factories.load(Ordering::Relaxed), 1);
     // 5 good images in batches of at most 2 (the bad ones leave gaps, never mixed sizes).
     let sizes: Vec<usize> = provider
         .batch_sizes
@@ -234,7 +234,7 @@ fn images_are_batched_through_one_model_and_keep_their_own_nuclei() -> Result<()
         assert_eq!(s.nuclei, k as u64 + 1, "{}", path.display());
         let c = collected
             .iter()
-            .find(|c| c.spec.as_ref().is_some_and(|sp| sp.slide == path))
+            .find(|c| c.spec.as_ref().is_some_and(|sp| sp.slide_path == path))
             .unwrap();
         assert!(c.finished);
         let mut got: Vec<[f64; 2]> = c.nuclei.iter().map(|n| n.item.centroid).collect();
@@ -262,7 +262,7 @@ fn images_are_batched_through_one_model_and_keep_their_own_nuclei() -> Result<()
 fn a_model_that_fails_to_load_fails_every_image_once() -> Result<()> {
     struct Broken(AtomicUsize);
     impl ModelProvider for Broken {
-        fn factory(&self, _: &SlideModelContext<'_>) -> Result<ModelFactory, LoadError> {
+        fn factory(&self) -> Result<ModelFactory, LoadError> {
             self.0.fetch_add(1, Ordering::Relaxed);
             Ok(Box::new(|| {
                 Err(LoadError::InvalidArchitecture {

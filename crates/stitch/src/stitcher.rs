@@ -63,6 +63,11 @@ pub struct StitchParams {
     /// consumer is waited for; only a consumer that keeps its rows while it waits for more (it
     /// needs more rows than the budget holds) makes it fail. Zero fails at once.
     pub memory_wait: Duration,
+    /// Bytes of the budget that the consumer of the rows holds for good while the stitcher runs
+    /// (default 0), e.g. the post-processing window the rows are copied into. Rows are handed
+    /// out in items small enough to fit next to it and the stitcher's own window, so a tight
+    /// budget makes rows flow in finer steps instead of waiting for memory that never comes.
+    pub consumer_held: u64,
 }
 
 impl StitchParams {
@@ -116,7 +121,15 @@ impl StitchParams {
             reorder_allowance: 0,
             rows_per_chunk: 0,
             memory_wait: Duration::from_secs(60),
+            consumer_held: 0,
         })
+    }
+
+    /// Set [`StitchParams::consumer_held`].
+    #[must_use]
+    pub fn with_consumer_held(mut self, bytes: u64) -> Self {
+        self.consumer_held = bytes;
+        self
     }
 
     /// Set [`StitchParams::rows_per_chunk`].
@@ -412,7 +425,7 @@ impl Stitcher {
         ReservingSink::new(
             self.params.budget.clone(),
             self.params.max_chunk_rows(),
-            self.held_bytes() + also_held,
+            self.held_bytes() + also_held + self.params.consumer_held,
             self.params.memory_wait,
             emit,
         )

@@ -11,8 +11,13 @@ use rayon::prelude::*;
 
 use crate::{LabelSource, OracleError};
 
-/// Patch index -> top-left `[x, y]` of the patch's input box (see [`OracleModel::builder`]).
-type PatchOrigins = Arc<dyn Fn(u64) -> Option<[i64; 2]> + Send + Sync>;
+/// Where the oracle learns the top-left `[x, y]` of each patch's input box: a lookup by patch
+/// index ([`OracleModel::builder`]), or each batch's own origins ([`OracleModel::from_batches`]).
+#[derive(Clone)]
+enum PatchOrigins {
+    Lookup(Arc<dyn Fn(u64) -> Option<[i64; 2]> + Send + Sync>),
+    FromBatch,
+}
 
 /// The origins of TIAToolbox's patch grid over an image of `image = [width, height]` pixels:
 /// output boxes every `stride` pixels from 0 to `ceil(width / stride) * stride` (row-major, `y`
@@ -209,12 +214,23 @@ impl OracleModel {
     ) -> OracleModelBuilder {
         OracleModelBuilder {
             source,
-            origins: Arc::new(origins),
+            origins: PatchOrigins::Lookup(Arc::new(origins)),
             input_size: 256,
             output_size: 164,
             types: true,
             layers: false,
             np_sigma: 1.0,
+        }
+    }
+
+    /// A builder over `source` that takes each patch's place from its batch
+    /// ([`BatchView::origins`], which the pipeline fills from the patch grid): one model serves
+    /// every slide of a run. A batch without origins is predicted as background and counted
+    /// ([`OracleCounters::unknown_patches`]).
+    pub fn from_batches(source: Arc<dyn LabelSource>) -> OracleModelBuilder {
+        OracleModelBuilder {
+            origins: PatchOrigins::FromBatch,
+            ..Self::builder(source, |_| None)
         }
     }
 
@@ -386,8 +402,11 @@ impl Model for OracleModel {
         }
         let n = batch.len();
         let o = self.output_size;
-        let origins: Vec<Option<[i64; 2]>> =
-            batch.indices().iter().map(|&i| (self.origins)(i)).collect();
+        let origins: Vec<Option<[i64; 2]>> = match &self.origins {
+            PatchOrigins::Lookup(f) => batch.indices().iter().map(|&i| f(i)).collect(),
+            PatchOrigins::FromBatch if batch.origins().is_empty() => vec![None; n],
+            PatchOrigins::FromBatch => batch.origins().iter().copied().map(Some).collect(),
+        };
         let unknown = origins.iter().filter(|x| x.is_none()).count() as u64;
         let (has_tp, has_ls) = (self.has(HeadKind::Tp), self.has(HeadKind::Ls));
         let maps: Vec<(HoverNetTargets, Vec<f32>)> = origins
@@ -490,6 +509,50 @@ mod tests {
         assert_eq!(g(2), Some([282, -46]));
         assert_eq!(g(4), Some([118, 118]));
         assert_eq!(g(6), None);
+    }
+
+    #[test]
+    fn batch_origins_render_what_the_lookup_renders() {
+        let src: Arc<dyn LabelSource> = Arc::new(disc_raster(64, 64, 30, 30, 8, 5));
+        let places = [[0i64, 0i64], [8, 0], [-4, 12]];
+        let mut by_index =
+            OracleModel::builder(src.clone(), move |i| places.get(i as usize).copied())
+                .input_size(48)
+                .output_size(32)
+                .build()
+                .unwrap();
+        let mut by_batch = OracleModel::from_batches(src)
+            .input_size(48)
+            .output_size(32)
+            .build()
+            .unwrap();
+        let counters = by_batch.counters();
+        let px = vec![0u8; 3 * 48 * 48 * 3];
+        let view = BatchView::new(&px, &[0, 1, 2], 48, 48).unwrap();
+        let want = by_index.forward(view).unwrap();
+        let got = by_batch
+            .forward(view.with_origins(&places).unwrap())
+            .unwrap();
+        assert_eq!(got, want);
+        assert!(
+            want.head(HeadKind::Np)
+                .unwrap()
+                .data
+                .iter()
+                .any(|&v| v > 0.5)
+        );
+        assert_eq!(counters.unknown_patches(), 0);
+        // without origins every patch is unknown (background)
+        let blank = by_batch.forward(view).unwrap();
+        assert!(
+            blank
+                .head(HeadKind::Np)
+                .unwrap()
+                .data
+                .iter()
+                .all(|&v| v == 0.0)
+        );
+        assert_eq!(counters.unknown_patches(), 3);
     }
 
     #[test]

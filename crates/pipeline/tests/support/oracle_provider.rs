@@ -1,21 +1,24 @@
-//! The oracle test model ([`OracleModel`]) as a pipeline [`ModelProvider`]: per slide, an oracle
-//! whose patch `i` renders the HoVer-Net (or, with layers, HoVer-Net+) targets of the known
-//! labels under that slide's grid box `i`. Shared by the pipeline's end-to-end tests and its
-//! end-to-end bench, which include this file with `#[path]`.
+//! The oracle test model ([`OracleModel`]) as a pipeline [`ModelProvider`]: one oracle for the
+//! whole run that renders, for each patch, the HoVer-Net (or, with layers, HoVer-Net+) targets of
+//! the known labels under the patch's place on the slide, which it reads from the batch. Shared
+//! by the pipeline's end-to-end tests and its end-to-end bench, which include this file with
+//! `#[path]`. It counts the models it builds ([`OracleProvider::loads`]).
 
 // Each including target uses its own part of this module.
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mtseg_infer::LoadError;
-use mtseg_pipeline::{ModelFactory, ModelProvider, SlideModelContext};
+use mtseg_pipeline::{ModelFactory, ModelProvider};
 use mtseg_test_models::{LabelSource, OracleModel};
 
 /// Makes an oracle over `source` for every slide, from the slide's patch grid.
 pub(crate) struct OracleProvider {
     source: Arc<dyn LabelSource>,
     layers: bool,
+    loads: Arc<AtomicUsize>,
 }
 
 impl OracleProvider {
@@ -24,7 +27,13 @@ impl OracleProvider {
         Self {
             source,
             layers: false,
+            loads: Arc::default(),
         }
+    }
+
+    /// Models built so far (one per run).
+    pub(crate) fn loads(&self) -> usize {
+        self.loads.load(Ordering::SeqCst)
     }
 
     /// HoVer-Net+ heads: an `ls` head too, from `source`'s layer raster.
@@ -35,19 +44,18 @@ impl OracleProvider {
 }
 
 impl ModelProvider for OracleProvider {
-    fn factory(&self, ctx: &SlideModelContext<'_>) -> Result<ModelFactory, LoadError> {
-        let grid = ctx.grid.clone();
+    fn factory(&self) -> Result<ModelFactory, LoadError> {
         let source = Arc::clone(&self.source);
         let layers = self.layers;
+        let loads = Arc::clone(&self.loads);
         Ok(Box::new(move || {
-            let m = OracleModel::builder(source, move |i| {
-                grid.get(i).map(|b| [b.input[0], b.input[1]])
-            })
-            .layers(layers)
-            .build()
-            .map_err(|e| LoadError::InvalidArchitecture {
-                detail: e.to_string(),
-            })?;
+            loads.fetch_add(1, Ordering::SeqCst);
+            let m = OracleModel::from_batches(source)
+                .layers(layers)
+                .build()
+                .map_err(|e| LoadError::InvalidArchitecture {
+                    detail: e.to_string(),
+                })?;
             Ok(Box::new(m) as Box<dyn mtseg_infer::Model>)
         }))
     }
