@@ -1,22 +1,5 @@
-//! Link settings for the `torch` feature: libtorch gets an rpath (so test and bench binaries run
-//! without `LD_LIBRARY_PATH`) and, where it exists, `libtorch_cuda` is linked even though no symbol
-//! of it is referenced directly (`--as-needed` would otherwise drop it and CUDA would look absent).
+//! Link settings for the `torch` feature (rpath to libtorch, libtorch_cuda kept linked): see `mtseg-torch-link`.
 
 fn main() {
-    println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    if std::env::var_os("CARGO_FEATURE_TORCH").is_none() {
-        return;
-    }
-    let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") else {
-        println!(
-            "cargo:warning=DEP_TCH_LIBTORCH_LIB is not set; binaries will need LD_LIBRARY_PATH"
-        );
-        return;
-    };
-    let lib = std::path::PathBuf::from(lib);
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    if lib.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
-    }
+    mtseg_torch_link::emit_if_torch_feature();
 }

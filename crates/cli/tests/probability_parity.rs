@@ -6,11 +6,11 @@
 //!
 //! Slow (~100 HoVer-Net forwards on the CPU, a few minutes): the one test of this binary.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
+use mtseg_test_models::npy;
 use sha2::{Digest, Sha256};
 use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
@@ -24,23 +24,9 @@ fn root() -> PathBuf {
 
 /// The fixture rows: (rows, 1500, 4) float32.
 fn tiatoolbox_rows() -> (Vec<f32>, usize) {
-    let f = std::fs::File::open(root().join("tests/fixtures/e2e/fast6_hgsc.probs_rows16.npy.gz"))
-        .unwrap();
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(f)
-        .read_to_end(&mut raw)
-        .unwrap();
-    let header_len = u16::from_le_bytes([raw[8], raw[9]]) as usize;
-    let header = String::from_utf8_lossy(&raw[10..10 + header_len]);
-    assert!(
-        header.contains("'<f4'") && header.contains("(94, 1500, 4)"),
-        "{header}"
-    );
-    let data: Vec<f32> = raw[10 + header_len..]
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    (data, 94)
+    let a = npy::read(&root().join("tests/fixtures/e2e/fast6_hgsc.probs_rows16.npy.gz")).unwrap();
+    assert_eq!(a.shape, [94, 1500, 4]);
+    (a.to_f32(), 94)
 }
 
 #[test]

@@ -43,9 +43,9 @@
 //!
 //! # Choices a reader might question
 //!
-//! - The `.pth` reader is our own (a zip reader and a small pickle machine, `weights_pth.rs`):
-//!   libtorch's C++ API cannot read Python `torch.save` pickles, and reading in Rust lets weight
-//!   files be checked (names, shapes, architecture) without libtorch.
+//! - The `.pth` reader is our own (the `zip` crate for the archive and a small pickle machine,
+//!   `weights_pth.rs`): libtorch's C++ API cannot read Python `torch.save` pickles, and reading in
+//!   Rust lets weight files be checked (names, shapes, architecture) without libtorch.
 //! - BatchNorm folding is on by default: a BN that directly follows a convolution is merged into
 //!   it at load time (computed in f64). Pre-activation BNs (after an addition or a concatenation)
 //!   stay. Results differ from TIAToolbox by float rounding only (see the parity tests).

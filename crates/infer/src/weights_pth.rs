@@ -1,5 +1,5 @@
 //! TIAToolbox `.pth` files: the zip archive that `torch.save` writes (PyTorch ≥ 1.6), read without
-//! libtorch. A small zip reader (stored entries, as PyTorch writes them; zip64 aware) and a pickle
+//! libtorch. The `zip` crate reads the archive (stored entries, as PyTorch writes them) and a pickle
 //! machine that knows just enough (protocols 2–5, `_rebuild_tensor_v2`, `_rebuild_parameter`,
 //! `OrderedDict`, persistent storage ids) to pull the state dict out, wherever it is nested.
 //!
@@ -7,14 +7,18 @@
 //! seen as it was when first stored. State dicts never depend on that.
 
 use std::collections::HashMap;
+use std::io::{Cursor, Read};
 use std::path::Path;
+
+use zip::CompressionMethod;
+use zip::result::ZipError;
 
 use crate::errors::LoadError;
 use crate::weights::{Dtype, RawTensor, gather};
 
 /// All tensors of the state dict in the `.pth` archive `bytes`, in pickle order.
 pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<Vec<(String, RawTensor)>, LoadError> {
-    let zip = Zip::parse(path, bytes)?;
+    let mut zip = Archive::open(path, bytes)?;
     let pkl = zip
         .names()
         .find(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
@@ -37,7 +41,7 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<Vec<(String, RawTensor)>
     let data = zip.entry(&pkl)?.unwrap_or_default();
     let root = Unpickler {
         path,
-        data,
+        data: &data,
         pos: 0,
         stack: Vec::new(),
         marks: Vec::new(),
@@ -68,7 +72,9 @@ pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<Vec<(String, RawTensor)>
             })?;
         out.push((
             name.clone(),
-            gather(path, name, storage, t.dtype, &t.shape, &t.strides, t.offset)?,
+            gather(
+                path, name, &storage, t.dtype, &t.shape, &t.strides, t.offset,
+            )?,
         ));
     }
     Ok(out)
@@ -118,125 +124,62 @@ fn find_state_dict(v: &Value, depth: usize) -> Option<&Vec<(Value, Value)>> {
 
 // ---- zip ---------------------------------------------------------------------------------------
 
-struct Zip<'a> {
+/// The `torch.save` zip archive, read through the `zip` crate (zip64 aware, CRC-32 checked).
+struct Archive<'a> {
     path: &'a Path,
-    bytes: &'a [u8],
-    /// name -> (data offset, size, method)
-    entries: Vec<(String, usize, usize, u16)>,
+    /// Size of the whole file: no entry can hold more (bounds the buffer of a corrupt size field).
+    file_len: usize,
+    zip: zip::ZipArchive<Cursor<&'a [u8]>>,
 }
 
-fn le16(b: &[u8], at: usize) -> Option<u16> {
-    b.get(at..at + 2).map(|s| u16::from_le_bytes([s[0], s[1]]))
-}
-fn le32(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at + 4)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-}
-fn le64(b: &[u8], at: usize) -> Option<u64> {
-    b.get(at..at + 8)
-        .map(|s| u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]))
-}
-
-impl<'a> Zip<'a> {
-    fn parse(path: &'a Path, b: &'a [u8]) -> Result<Self, LoadError> {
-        let bad = |what: &str| corrupt(path, format!("zip archive: {what}"));
-        let min = b.len().saturating_sub(22 + 65535);
-        let eocd = (min..=b.len().saturating_sub(22))
-            .rev()
-            .find(|&i| b[i..].starts_with(b"PK\x05\x06"))
-            .ok_or_else(|| bad("end of central directory not found (the file is cut short)"))?;
-        let mut count = u64::from(le16(b, eocd + 10).ok_or_else(|| bad("short end record"))?);
-        let mut cd_off = u64::from(le32(b, eocd + 16).ok_or_else(|| bad("short end record"))?);
-        if (count == 0xFFFF || cd_off == 0xFFFF_FFFF)
-            && eocd >= 20
-            && b[eocd - 20..].starts_with(b"PK\x06\x07")
-        {
-            let z64 = le64(b, eocd - 20 + 8).ok_or_else(|| bad("short zip64 locator"))?;
-            let z64 = usize::try_from(z64).map_err(|_| bad("zip64 offset"))?;
-            if !b.get(z64..).is_some_and(|s| s.starts_with(b"PK\x06\x06")) {
-                return Err(bad("zip64 end record not found"));
-            }
-            count = le64(b, z64 + 32).ok_or_else(|| bad("short zip64 end record"))?;
-            cd_off = le64(b, z64 + 48).ok_or_else(|| bad("short zip64 end record"))?;
-        }
-        let mut at = usize::try_from(cd_off).map_err(|_| bad("central directory offset"))?;
-        let mut entries = Vec::new();
-        for _ in 0..count {
-            if !b.get(at..).is_some_and(|s| s.starts_with(b"PK\x01\x02")) {
-                return Err(bad("central directory entry not found"));
-            }
-            let short = || bad("short central directory entry");
-            let method = le16(b, at + 10).ok_or_else(short)?;
-            let mut size = u64::from(le32(b, at + 20).ok_or_else(short)?);
-            let mut usize_ = u64::from(le32(b, at + 24).ok_or_else(short)?);
-            let n = usize::from(le16(b, at + 28).ok_or_else(short)?);
-            let e = usize::from(le16(b, at + 30).ok_or_else(short)?);
-            let c = usize::from(le16(b, at + 32).ok_or_else(short)?);
-            let mut local = u64::from(le32(b, at + 42).ok_or_else(short)?);
-            let name = b.get(at + 46..at + 46 + n).ok_or_else(short)?;
-            let name = String::from_utf8_lossy(name).into_owned();
-            // zip64 extra field: the 0xFFFFFFFF fields, in order uncompressed, compressed, offset.
-            let extra = b.get(at + 46 + n..at + 46 + n + e).ok_or_else(short)?;
-            let mut x = 0;
-            while x + 4 <= extra.len() {
-                let id = le16(extra, x).unwrap_or(0);
-                let len = usize::from(le16(extra, x + 2).unwrap_or(0));
-                if id == 1 {
-                    let mut f = x + 4;
-                    for field in [&mut usize_, &mut size, &mut local] {
-                        if *field == 0xFFFF_FFFF {
-                            *field = le64(extra, f).ok_or_else(short)?;
-                            f += 8;
-                        }
-                    }
-                }
-                x += 4 + len;
-            }
-            let _ = usize_;
-            let local = usize::try_from(local).map_err(|_| short())?;
-            if !b.get(local..).is_some_and(|s| s.starts_with(b"PK\x03\x04")) {
-                return Err(bad(&format!("local header of '{name}' not found")));
-            }
-            let ln = usize::from(le16(b, local + 26).ok_or_else(short)?);
-            let le = usize::from(le16(b, local + 28).ok_or_else(short)?);
-            let data = local + 30 + ln + le;
-            entries.push((
-                name,
-                data,
-                usize::try_from(size).map_err(|_| short())?,
-                method,
-            ));
-            at += 46 + n + e + c;
-        }
+impl<'a> Archive<'a> {
+    fn open(path: &'a Path, bytes: &'a [u8]) -> Result<Self, LoadError> {
+        let zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| match e {
+            ZipError::UnsupportedArchive(_) => unsupported(path, &format!("zip archive: {e}")),
+            e => corrupt(path, format!("zip archive: {e} (is the file cut short?)")),
+        })?;
         Ok(Self {
             path,
-            bytes: b,
-            entries,
+            file_len: bytes.len(),
+            zip,
         })
     }
 
     fn names(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|e| e.0.as_str())
+        self.zip.file_names()
     }
 
-    fn entry(&self, name: &str) -> Result<Option<&'a [u8]>, LoadError> {
-        let Some((_, off, size, method)) = self.entries.iter().find(|e| e.0 == name) else {
-            return Ok(None);
+    /// The bytes of entry `name`, `None` when the archive has no such entry.
+    fn entry(&mut self, name: &str) -> Result<Option<Vec<u8>>, LoadError> {
+        let path = self.path;
+        let mut file = match self.zip.by_name(name) {
+            Ok(f) => f,
+            Err(ZipError::FileNotFound) => return Ok(None),
+            Err(ZipError::UnsupportedArchive(e)) => {
+                return Err(unsupported(path, &format!("zip entry '{name}': {e}")));
+            }
+            Err(e) => return Err(corrupt(path, format!("zip entry '{name}': {e}"))),
         };
-        if *method != 0 {
+        let method = file.compression();
+        if method != CompressionMethod::Stored {
             return Err(unsupported(
-                self.path,
+                path,
                 &format!(
-                    "zip entry '{name}' is compressed (method {method}); torch.save writes stored entries"
+                    "zip entry '{name}' is compressed ({method}); torch.save writes stored entries"
                 ),
             ));
         }
-        self.bytes.get(*off..off + size).map(Some).ok_or_else(|| {
-            corrupt(
-                self.path,
+        let size = file.size();
+        let mut out = Vec::with_capacity(usize::try_from(size).map_or(0, |s| s.min(self.file_len)));
+        file.read_to_end(&mut out)
+            .map_err(|e| corrupt(path, format!("zip entry '{name}': {e}")))?;
+        if out.len() as u64 != size {
+            return Err(corrupt(
+                path,
                 format!("zip entry '{name}' reaches past the end of the file"),
-            )
-        })
+            ));
+        }
+        Ok(Some(out))
     }
 }
 
@@ -642,6 +585,41 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("truncated") && e.contains("w.pth"), "{e}");
+    }
+
+    #[test]
+    fn damaged_entry_fails_its_checksum() {
+        use std::io::Write;
+        // {} in protocol 2: a pickle without tensors
+        let pk: &[u8] = b"\x80\x02}q\x00.";
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let stored =
+            zip::write::FileOptions::default().compression_method(CompressionMethod::Stored);
+        w.start_file("archive/data.pkl", stored).unwrap();
+        w.write_all(pk).unwrap();
+        let mut bytes = w.finish().unwrap().into_inner();
+        let p = Path::new("w.pth");
+        let e = read(p, &bytes)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("no dict of tensors") && e.contains("w.pth"),
+            "{e}"
+        );
+        // flip the '}' (EMPTY_DICT) of the stored pickle: the CRC-32 no longer matches
+        let at = bytes.windows(pk.len()).position(|s| s == pk).unwrap() + 2;
+        bytes[at] ^= 0xFF;
+        let e = read(p, &bytes)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("truncated or corrupt")
+                && e.contains("archive/data.pkl")
+                && e.contains("w.pth"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Load-time errors through `load_model` on this CPU-only machine: CUDA asked for where there is
-//! none, bf16 on CPU, weights of another architecture, truncated and missing files.
+//! Load-time errors through `load_model`: a CUDA device beyond those present (on a CPU-only or a
+//! GPU machine), bf16 on CPU, weights of another architecture, truncated and missing files.
 //!
 //! Needs the generated weights: `.venv/bin/python tools/fixtures/make_test_weights.py`.
 
@@ -8,7 +8,9 @@
 #[path = "support/fixtures.rs"]
 mod fixtures;
 
-use mtseg_infer::{Architecture, Device, LoadError, ModelParams, Precision, load_model};
+use mtseg_infer::{
+    Architecture, BatchView, Device, HeadKind, LoadError, ModelParams, Precision, load_model,
+};
 
 fn fast6() -> ModelParams {
     let mut p = ModelParams::new(
@@ -19,30 +21,47 @@ fn fast6() -> ModelParams {
     p
 }
 
+/// `cuda:N` is refused, naming the device and how many there are, whenever N is not below the
+/// number of CUDA devices libtorch sees: `cuda:0` and `cuda:3` on a CPU-only machine, `cuda:count`
+/// and beyond on a GPU machine. There, every device below the count loads and runs a forward.
+/// `auto` always loads.
 #[test]
-fn cuda_requested_where_there_is_none() {
-    // This test documents the CPU-only CI machine: if libtorch sees a GPU it checks nothing.
-    if tch::Cuda::is_available() {
-        eprintln!("a CUDA device is present: the CUDA-unavailable error cannot be provoked here");
-        return;
+fn cuda_devices_beyond_the_count_are_refused() {
+    let count = usize::try_from(tch::Cuda::device_count()).expect("device count >= 0");
+    let mut refused = vec![format!("cuda:{count}"), format!("cuda:{}", count + 3)];
+    if count == 0 {
+        refused.push("cuda:0".to_owned());
     }
-    for requested in ["cuda:0", "cuda:3"] {
+    for requested in &refused {
         let mut p = fast6();
         p.device = requested.parse().unwrap();
         let e = load_model(&p)
             .err()
-            .expect("CUDA must be refused on a machine without it");
+            .expect("a CUDA device beyond the count must be refused");
         let msg = e.to_string();
         assert!(
-            matches!(e, LoadError::CudaUnavailable { available: 0, .. }),
+            matches!(e, LoadError::CudaUnavailable { available, .. } if available == count),
             "{msg}"
         );
         assert!(
-            msg.contains(requested) && msg.contains("0 CUDA device(s)") && msg.contains("\"cpu\""),
+            msg.contains(requested.as_str())
+                && msg.contains(&format!("{count} CUDA device(s)"))
+                && msg.contains("\"cpu\""),
             "{msg}"
         );
     }
-    // `auto` falls back to the CPU (no forward needed to see it load).
+    for n in 0..count {
+        let mut p = fast6();
+        p.device = format!("cuda:{n}").parse().unwrap();
+        let mut model = load_model(&p).unwrap_or_else(|e| panic!("cuda:{n} must load: {e}"));
+        let size = model.input_size();
+        let pixels = vec![128u8; size * size * 3];
+        let out = model
+            .forward(BatchView::new(&pixels, &[0], size, size).unwrap())
+            .unwrap_or_else(|e| panic!("forward on cuda:{n}: {e}"));
+        assert!(out.head(HeadKind::Np).is_some(), "no np head from cuda:{n}");
+    }
+    // `auto` takes cuda:0 where there is one and the CPU otherwise (no forward needed to see it load).
     let mut p = fast6();
     p.device = Device::Auto;
     assert!(load_model(&p).is_ok());

@@ -7,8 +7,8 @@ use std::collections::{BTreeSet, HashMap};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 
+use crate::id_order::OrderKey;
 use crate::margin_rules::Rect;
-use crate::tile_merge::OrderKey;
 
 type Entry = GeomWithData<Rectangle<[i64; 2]>, u64>;
 

@@ -125,6 +125,7 @@
 #![forbid(unsafe_code)]
 
 mod cross_lines;
+mod id_order;
 mod instance_index;
 mod margin_rules;
 mod merge_errors;

@@ -1,12 +1,12 @@
 //! The streaming, order-independent merge of per-tile instances ([`TileMerger`]).
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use mtseg_postproc::{LayerRegion, NucleusInstance};
 use mtseg_tiling::{PostprocTile, TileSet};
 
 use crate::cross_lines::CrossLines;
+use crate::id_order::OrderKey;
 use crate::instance_index::{Pending, PendingIndex};
 use crate::margin_rules::{Rect, RuleSet, cross_removal_regions, removed_in_tile};
 use crate::{MergeError, TiaToolboxCompat};
@@ -78,50 +78,6 @@ pub struct MergeStats {
     /// Most instances held at once (pending a cross or waiting for their id).
     pub peak_held: usize,
 }
-
-/// Total order of final ids: position y, x (IEEE total order), tile index, index in the tile.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct OrderKey {
-    pub(crate) y: f64,
-    pub(crate) x: f64,
-    pub(crate) tile: usize,
-    pub(crate) index: usize,
-}
-
-impl OrderKey {
-    pub(crate) fn new(position: [f64; 2], tile: usize, index: usize) -> Self {
-        Self {
-            y: position[1],
-            x: position[0],
-            tile,
-            index,
-        }
-    }
-}
-
-impl Ord for OrderKey {
-    fn cmp(&self, o: &Self) -> Ordering {
-        self.y
-            .total_cmp(&o.y)
-            .then(self.x.total_cmp(&o.x))
-            .then(self.tile.cmp(&o.tile))
-            .then(self.index.cmp(&o.index))
-    }
-}
-
-impl PartialOrd for OrderKey {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-
-impl PartialEq for OrderKey {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-
-impl Eq for OrderKey {}
 
 /// Merges the instances of the tiles of one layout ([`mtseg_tiling::tile_layout`]) as
 /// TIAToolbox's tile mode does in its fixed order (all full tiles, vertical strips, horizontal

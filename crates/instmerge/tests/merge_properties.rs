@@ -6,9 +6,6 @@
 #[allow(unreachable_pub)]
 #[path = "support/canvases.rs"]
 mod canvases;
-#[allow(unreachable_pub)]
-#[path = "../../postproc/tests/support/npy.rs"]
-mod npy;
 
 use mtseg_instmerge::{
     CanvasMaps, MergeItem, TiaToolboxCompat, TileMerger, TileModeParams, tile_mode,

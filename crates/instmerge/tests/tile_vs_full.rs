@@ -4,9 +4,6 @@
 #[allow(unreachable_pub)]
 #[path = "support/canvases.rs"]
 mod canvases;
-#[allow(unreachable_pub)]
-#[path = "../../postproc/tests/support/npy.rs"]
-mod npy;
 
 use anyhow::Result;
 use mtseg_instmerge::{CanvasMaps, TiaToolboxCompat, TileModeParams, full_canvas_mode, tile_mode};

@@ -11,10 +11,6 @@
 //! prints the ratios, whether the label maps are identical, and the machine's load average.
 //! Set `MTSEG_BENCH_SKIP_TIATOOLBOX=1` to skip.
 
-#[allow(unreachable_pub, missing_docs)]
-#[path = "../tests/support/npy.rs"]
-mod npy;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -24,9 +20,15 @@ use mtseg_postproc::{
     CanvasView, HoverNetTargets, NpHvParams, NpHvWorkspace, np_hv_to_instances, postprocess_nuclei,
     postprocess_nuclei_with, render_hovernet_targets,
 };
+use mtseg_test_models::npy;
+
+/// This crate's `tests/fixtures` folder.
+fn fixtures_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
 
 fn targets() -> HoverNetTargets {
-    let dir = npy::fixtures_dir();
+    let dir = fixtures_dir();
     let mask = npy::read(&dir.join("hgsc_nest_inst_mask_u16.npy.gz")).expect("mask fixture");
     let (h, w) = (mask.shape[0], mask.shape[1]);
     let labels: Vec<i32> = mask.to_i64().into_iter().map(|v| v as i32).collect();

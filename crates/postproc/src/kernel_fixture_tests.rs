@@ -1,9 +1,7 @@
 //! Each kernel against the output of the OpenCV / SciPy / scikit-image call it reproduces
 //! (`tests/fixtures/kernels`, made by `tools/fixtures/postproc_reference.py`). Bit-exact.
 
-#[allow(unreachable_pub)]
-#[path = "../tests/support/npy.rs"]
-mod npy;
+use mtseg_test_models::npy;
 
 use crate::contours::{ChainApprox, ContourTracer};
 use crate::fill_holes::fill_holes;
@@ -13,8 +11,13 @@ use crate::normalize::{normalize_minmax_f32_channel, normalize_minmax_f64_to_f32
 use crate::sobel::{SeparableScratch, gaussian_blur_3x3_f64, sobel_f32, sobel_kernel};
 use crate::watershed::{WatershedHeap, watershed};
 
-fn load(name: &str) -> npy::Npy {
-    npy::read(&npy::fixtures_dir().join("kernels").join(name)).expect("fixture")
+/// This crate's `tests/fixtures` folder.
+fn fixtures_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn load(name: &str) -> npy::NpyArray {
+    npy::read(&fixtures_dir().join("kernels").join(name)).expect("fixture")
 }
 
 fn load_u8(name: &str) -> (Vec<u8>, usize, usize) {
@@ -128,7 +131,7 @@ fn contours_match_find_contours() {
     let (c, h, w) = load_u8("contour_in.npy.gz");
     for (name, approx) in [("simple", ChainApprox::Simple), ("none", ChainApprox::None)] {
         let text = std::fs::read_to_string(
-            npy::fixtures_dir()
+            fixtures_dir()
                 .join("kernels")
                 .join(format!("contours_{name}.json")),
         )

@@ -4,19 +4,22 @@
 #[allow(unreachable_pub)]
 #[path = "support/metrics.rs"]
 mod metrics;
-#[allow(unreachable_pub)]
-#[path = "support/npy.rs"]
-mod npy;
 
 use anyhow::Result;
 use mtseg_postproc::{CanvasView, NpHvParams, postprocess_nuclei, render_hovernet_targets};
+use mtseg_test_models::npy;
+
+/// This crate's `tests/fixtures` folder.
+fn fixtures_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
 
 #[test]
 fn recovers_the_1294_hgsc_nest_nuclei() -> Result<()> {
-    let mask = npy::read(&npy::fixtures_dir().join("hgsc_nest_inst_mask_u16.npy.gz"))?;
+    let mask = npy::read(&fixtures_dir().join("hgsc_nest_inst_mask_u16.npy.gz"))?;
     let (h, w) = (mask.shape[0], mask.shape[1]);
     let labels: Vec<i32> = mask.to_i64().into_iter().map(|v| v as i32).collect();
-    let types: Vec<u8> = npy::read(&npy::fixtures_dir().join("hgsc_nest_type_mask_u8.npy.gz"))?
+    let types: Vec<u8> = npy::read(&fixtures_dir().join("hgsc_nest_type_mask_u8.npy.gz"))?
         .to_i64()
         .into_iter()
         .map(|v| v as u8)

@@ -11,9 +11,6 @@
 #[allow(unreachable_pub)]
 #[path = "support/metrics.rs"]
 mod metrics;
-#[allow(unreachable_pub)]
-#[path = "support/npy.rs"]
-mod npy;
 
 use std::path::Path;
 
@@ -21,7 +18,13 @@ use anyhow::{Context, Result};
 use mtseg_postproc::{
     CanvasView, NpHvParams, layer_info, postprocess_layers, postprocess_nuclei, proc_layers,
 };
+use mtseg_test_models::npy;
 use serde_json::Value;
+
+/// This crate's `tests/fixtures` folder.
+fn fixtures_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
 
 struct Case {
     h: usize,
@@ -76,7 +79,7 @@ fn pair(v: &Value) -> [i32; 2] {
 }
 
 fn check_case(name: &str) -> Result<()> {
-    let dir = npy::fixtures_dir().join(name);
+    let dir = fixtures_dir().join(name);
     let case = load_case(&dir).with_context(|| name.to_string())?;
     let info: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("info.json"))?)?;
     let meta = &info["meta"];

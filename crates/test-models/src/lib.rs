@@ -32,6 +32,8 @@
 //!   holes and blobs of [`synthetic_layer_raster`]; the oracle's `ls` head is that raster under
 //!   each output box.
 //! - [`match_instances`] ([`MatchStats`]: tp, fp, fn, F1, mean IoU), [`aji`], [`aji_plus`].
+//! - [`npy`]: the numpy array reader (`.npy`, `.npy.gz`, `.npz` members) and writer every crate's
+//!   tests and benches use for their fixtures.
 //! - Output readers for end-to-end tests: [`read_annotation_store`] (a TIAToolbox `.db`, geometry
 //!   decoded) and [`read_zarr_array`] (a Zarr V3 map).
 //!
@@ -84,7 +86,7 @@ mod label_source;
 mod layer_raster;
 mod linear_assignment;
 mod mosaic_labels;
-mod npz_reader;
+pub mod npy;
 mod oracle_model;
 mod output_readers;
 mod raster_labels;

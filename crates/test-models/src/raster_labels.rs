@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use crate::label_source::count_distinct;
-use crate::npz_reader::read_npz_array;
+use crate::npy::{self, NpyError};
 use crate::{LabelError, LabelSource};
 
 /// An in-memory label raster: instance ids (`i32`, `> 0`) and class ids (`u8`) per pixel.
@@ -119,7 +119,7 @@ impl RasterLabels {
     /// [`LabelError::Io`] / [`LabelError::Format`] for unreadable files, [`LabelError::Size`] when
     /// the two rasters differ in shape.
     pub fn from_npz(labels: &Path, types: Option<&Path>) -> Result<Self, LabelError> {
-        let inst = read_npz_array(labels, HISTOLYTICS_KEY)?;
+        let inst = read_label_array(labels)?;
         let [height, width] = match inst.shape[..] {
             [h, w] => [h, w],
             _ => {
@@ -132,7 +132,7 @@ impl RasterLabels {
         let types = match types {
             None => None,
             Some(p) => {
-                let t = read_npz_array(p, HISTOLYTICS_KEY)?;
+                let t = read_label_array(p)?;
                 if t.shape != inst.shape {
                     return Err(LabelError::Size {
                         what: format!("type raster {}", p.display()),
@@ -319,6 +319,30 @@ pub(crate) fn copy_region(
     );
     copy_plane(raster, src_labels, origin, size, &mut labels[..n]);
     copy_plane(raster, src_types, origin, size, &mut types[..n]);
+}
+
+/// An integer array read from an `.npz` file, widened to `i32`.
+struct IntArray {
+    /// Shape, C order.
+    shape: Vec<usize>,
+    /// Values, row-major.
+    values: Vec<i32>,
+}
+
+/// Array [`HISTOLYTICS_KEY`] (or the only array) of the `.npz` file `path`, as `i32` labels.
+fn read_label_array(path: &Path) -> Result<IntArray, LabelError> {
+    let array = npy::read_npz(path, HISTOLYTICS_KEY).map_err(|e| match e {
+        NpyError::Io { path, source } => LabelError::Io { path, source },
+        NpyError::Format { path, detail } => LabelError::Format { path, detail },
+    })?;
+    let values = array.to_i32_labels().map_err(|detail| LabelError::Format {
+        path: path.to_path_buf(),
+        detail,
+    })?;
+    Ok(IntArray {
+        shape: array.shape,
+        values,
+    })
 }
 
 #[cfg(test)]

@@ -6,10 +6,9 @@ use anyhow::Result;
 use mtseg_instmerge::MergedItem;
 use mtseg_postproc::{HoverNetTargets, NucleusInstance, render_hovernet_targets};
 
-use crate::npy;
+use mtseg_test_models::npy;
 
-/// `mtseg-postproc`'s `tests/fixtures` folder (the hgsc_nest masks live there, once); its npy
-/// reader is shared too (`#[path]` in each test file).
+/// `mtseg-postproc`'s `tests/fixtures` folder (the hgsc_nest masks live there, once).
 pub fn postproc_fixtures_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../postproc/tests/fixtures")
 }
