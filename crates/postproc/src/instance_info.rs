@@ -7,7 +7,8 @@ use crate::canvas::{check_len, check_size, round_class_id};
 use crate::contours::{ChainApprox, ContourTracer};
 
 /// One nucleus, as one entry of TIAToolbox's `info_dict`. Coordinates are `(x, y)` pixels of the
-/// processing resolution plus the `offset` given (the canvas/tile origin).
+/// processing resolution plus the `offset` given (the canvas/tile origin);
+/// [`translate`](Self::translate) moves them (the pipeline moves final nuclei to the slide frame).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NucleusInstance {
     /// Label of the instance in the label map (not offset).
@@ -18,7 +19,8 @@ pub struct NucleusInstance {
     /// offset, in the pixel-index frame (no +0.5).
     pub centroid: [f64; 2],
     /// The first contour of `cv2.findContours(crop, RETR_TREE, CHAIN_APPROX_SIMPLE)`: border pixel
-    /// centres in OpenCV's point order and orientation, + box origin + offset.
+    /// centres in OpenCV's point order and orientation, + box origin + offset; not closed (the
+    /// first point is not repeated).
     pub contour: Vec<[i32; 2]>,
     /// Majority class id (`np.around(tp)`), the runner-up when the majority is background 0;
     /// `None` without a type map.
@@ -304,7 +306,10 @@ mod tests {
         let offset = instance_info(&lab, h, w, Some(&vec![1.0; h * w]), [-4, 9]).unwrap();
         let mut moved = at_origin[0].clone();
         moved.translate([-4, 9]);
-        assert_eq!(moved, offset[0], "translate matches computing with the offset");
+        assert_eq!(
+            moved, offset[0],
+            "translate matches computing with the offset"
+        );
         assert_eq!(moved.label, 3);
         assert_eq!(moved.bbox, [-2, 10, 2, 13]);
         assert_eq!(moved.centroid, [-0.5, 11.0]);

@@ -19,7 +19,8 @@ pub struct LayerRegion {
     /// computes one box per class and gives it to each of the class's polygons).
     pub bbox: [i32; 4],
     /// A border from `cv2.findContours(class_mask, RETR_TREE, CHAIN_APPROX_NONE)`, outer or hole
-    /// (holes become polygons of their own, as in TIAToolbox), + offset.
+    /// (holes become polygons of their own, as in TIAToolbox), + offset; not closed (the first
+    /// point is not repeated).
     pub contour: Vec<[i32; 2]>,
     /// Layer class id (1 other tissue, 2 basal, 3 epithelium, 4 keratin for `hovernetplus-oed`).
     pub type_id: u8,
