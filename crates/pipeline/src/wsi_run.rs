@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
-use mtseg_export::{NucleusRecord, OverlayBase, write_overlay_png};
+use mtseg_export::{OverlayBase, write_overlay_png};
 use mtseg_infer::{HeadKind, HeadOutputs, InferError, InferenceThread, InputBatch};
 use mtseg_instmerge::{
     MergedItem, RowChunk, StreamedInstances, StreamingTileMode, TiaToolboxCompat,
@@ -276,7 +276,7 @@ pub(crate) fn run_wsi_slide(job: SlideJob<'_>) -> Result<SlideSummary, SlideErro
     } else {
         None
     };
-    let mut overlay_nuclei: Vec<NucleusRecord> = Vec::new();
+    let mut overlay_nuclei: Vec<MergedItem<NucleusInstance>> = Vec::new();
 
     job.progress.event(&ProgressEvent::SlideStarted {
         slide: job.index,
@@ -358,11 +358,8 @@ pub(crate) fn run_wsi_slide(job: SlideJob<'_>) -> Result<SlideSummary, SlideErro
                     let mut v = got.nuclei;
                     v.iter_mut().for_each(|n| n.item.translate(shift));
                     if let Some(base) = &overlay_base {
-                        overlay_nuclei.extend(
-                            v.iter()
-                                .filter(|n| base.meets(n.item.bbox))
-                                .map(crate::export_outputs::nucleus_record),
-                        );
+                        overlay_nuclei
+                            .extend(v.iter().filter(|n| base.meets(n.item.bbox)).cloned());
                     }
                     *nuclei_written += v.len() as u64;
                     send(ExportMsg::Nuclei(v))?;
