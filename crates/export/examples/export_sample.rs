@@ -14,13 +14,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use mtseg_export::{Format, LayerRecord, NucleusRecord, SlideExportSpec, SlideExporter, Task};
+use mtseg_export::{Format, SlideExportSpec, SlideExporter, Task};
+use mtseg_instmerge::MergedItem;
+use mtseg_postproc::{LayerRegion, NucleusInstance};
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../tests/export/support.rs"]
 mod support;
 
-use support::{Lcg, box_and_centroid, random_blob, trace_contour};
+use support::{Lcg, box_and_centroid, merged, random_blob, trace_contour};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -196,8 +198,8 @@ fn write_sample(
                     ys.max().unwrap() + 1,
                 ];
                 id += 1;
-                batch.push(NucleusRecord {
-                    id,
+                let nucleus = NucleusInstance {
+                    label: id as i32,
                     centroid: [
                         f64::from(bbox[0] + bbox[2] - 1) / 2.0,
                         f64::from(bbox[1] + bbox[3] - 1) / 2.0,
@@ -206,7 +208,8 @@ fn write_sample(
                     contour,
                     type_id: typed.then_some(1),
                     type_prob: typed.then_some(1.0),
-                });
+                };
+                batch.push(merged(id, nucleus));
             }
         } else {
             for col in 0..50i64 {
@@ -231,8 +234,8 @@ fn write_sample(
                         xs.max().unwrap() + 1,
                         ys.max().unwrap() + 1,
                     ];
-                    batch.push(NucleusRecord {
-                        id,
+                    let nucleus = NucleusInstance {
+                        label: id as i32,
                         centroid: [
                             f64::from(bbox[0] + bbox[2]) / 2.0,
                             f64::from(bbox[1] + bbox[3]) / 2.0,
@@ -241,7 +244,8 @@ fn write_sample(
                         contour,
                         type_id: typed.then_some(2),
                         type_prob: typed.then_some(0.5),
-                    });
+                    };
+                    batch.push(merged(id, nucleus));
                     continue;
                 }
                 let blob = if row >= 35 {
@@ -250,14 +254,15 @@ fn write_sample(
                     random_blob(&mut rng, origin, 16)
                 };
                 let (bbox, centroid) = box_and_centroid(&blob);
-                batch.push(NucleusRecord {
-                    id,
+                let nucleus = NucleusInstance {
+                    label: id as i32,
                     contour: trace_contour(&blob),
                     bbox,
                     centroid,
                     type_id: typed.then(|| 1 + rng.below(5) as u32),
                     type_prob: typed.then(|| 0.4 + rng.below(60) as f64 / 100.0),
-                });
+                };
+                batch.push(merged(id, nucleus));
             }
         }
         exporter.write_nuclei(&batch)?;
@@ -271,7 +276,7 @@ fn write_sample(
         (3, vec![[400, 920], [600, 920], [600, 990], [400, 990]]),
         (4, vec![[450, 940], [550, 940], [550, 970], [450, 970]]),
     ];
-    let layers: Vec<LayerRecord> = layers
+    let layers: Vec<MergedItem<LayerRegion>> = layers
         .into_iter()
         .enumerate()
         .map(|(i, (type_id, contour))| {
@@ -283,12 +288,14 @@ fn write_sample(
                 xs.max().unwrap() + 1,
                 ys.max().unwrap() + 1,
             ];
-            LayerRecord {
-                id: i as u64 + 1,
-                contour,
-                bbox,
-                type_id,
-            }
+            merged(
+                i as u64 + 1,
+                LayerRegion {
+                    contour,
+                    bbox,
+                    type_id,
+                },
+            )
         })
         .collect();
     exporter.write_layers(&layers)?;
@@ -305,14 +312,14 @@ fn speckled_blob(rng: &mut Lcg, origin: [i64; 2]) -> support::Blob {
 }
 
 /// `n` synthetic nuclei: 400 traced random blobs, tiled over a slide 1000 cells wide.
-fn synthetic_nuclei(n: usize) -> Vec<NucleusRecord> {
+fn synthetic_nuclei(n: usize) -> Vec<MergedItem<NucleusInstance>> {
     let mut rng = Lcg(7);
-    let templates: Vec<NucleusRecord> = (0..400)
+    let templates: Vec<NucleusInstance> = (0..400)
         .map(|_| {
             let blob = random_blob(&mut rng, [2, 2], 16);
             let (bbox, centroid) = box_and_centroid(&blob);
-            NucleusRecord {
-                id: 0,
+            NucleusInstance {
+                label: 1,
                 contour: trace_contour(&blob),
                 bbox,
                 centroid,
@@ -323,21 +330,11 @@ fn synthetic_nuclei(n: usize) -> Vec<NucleusRecord> {
         .collect();
     (0..n)
         .map(|i| {
-            let t = &templates[i % templates.len()];
-            let (dx, dy) = ((i % 1000) as i32 * 20, (i / 1000) as i32 * 20);
-            NucleusRecord {
-                id: i as u64 + 1,
-                contour: t.contour.iter().map(|p| [p[0] + dx, p[1] + dy]).collect(),
-                bbox: [
-                    t.bbox[0] + dx,
-                    t.bbox[1] + dy,
-                    t.bbox[2] + dx,
-                    t.bbox[3] + dy,
-                ],
-                centroid: [t.centroid[0] + f64::from(dx), t.centroid[1] + f64::from(dy)],
-                type_id: Some(1 + (i % 5) as u32),
-                type_prob: Some(0.9),
-            }
+            let mut nucleus = templates[i % templates.len()].clone();
+            nucleus.translate([(i % 1000) as i32 * 20, (i / 1000) as i32 * 20]);
+            nucleus.type_id = Some(1 + (i % 5) as u32);
+            nucleus.type_prob = Some(0.9);
+            merged(i as u64 + 1, nucleus)
         })
         .collect()
 }
@@ -350,7 +347,7 @@ fn bench(n: usize, only: &str) -> Result<(), Box<dyn std::error::Error>> {
     let rows = n.div_ceil(1000) as u64 * 20;
     println!(
         "{n} synthetic nuclei ({} contour points on average)",
-        nuclei.iter().map(|r| r.contour.len()).sum::<usize>() / n.max(1)
+        nuclei.iter().map(|r| r.item.contour.len()).sum::<usize>() / n.max(1)
     );
     let cases: [BenchCase<'_>; 5] = [
         (

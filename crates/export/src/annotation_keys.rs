@@ -9,7 +9,7 @@
 
 use uuid::Uuid;
 
-use crate::export_records::Task;
+use crate::export_names::Task;
 
 /// Namespace of the annotation keys: `uuid5(NAMESPACE_URL, "urn:mtseg-pipeline:export")`.
 pub const KEY_NAMESPACE: Uuid = uuid::uuid!("f3f8836d-5436-585d-a35f-3853f186223b");

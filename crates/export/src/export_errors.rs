@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::export_records::Task;
+use crate::export_names::Task;
 
 /// Exporting failed. Whatever the variant, no file was left half-written under a final name.
 #[derive(Debug, Error)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::atomic_file::{parent_dir, unique_sibling};
 use crate::export_errors::ExportError;
-use crate::export_records::{Format, Task};
+use crate::export_names::{Format, Task};
 
 /// Everything the exporter needs to know about one slide's outputs.
 ///

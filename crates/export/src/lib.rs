@@ -6,16 +6,26 @@
 //! `MultiTaskSegmentor` saving (`save_predictions` to `.db`, QuPath JSON and `.zarr`):
 //!
 //! ```text
-//! postproc --> instmerge --[final instances: NucleusRecord / LayerRecord]--> export --> files
+//! postproc --> instmerge --[final instances: MergedItem<NucleusInstance / LayerRegion>]--> export --> files
 //! stitch ----(optional probability maps, written into SlideExporter::probabilities_dir)--^
 //! ```
 //!
-//! It depends on no other mtseg crate: records are plain structs in processing-resolution
-//! pixels of the slide frame, and the pipeline decides the final paths.
+//! It writes the instances as `instmerge` hands them out: a [`MergedItem`] (final id) around
+//! postproc's [`NucleusInstance`] or [`LayerRegion`], moved into the slide frame at the
+//! processing resolution ([`NucleusInstance::translate`]); the pipeline decides the final paths.
+//!
+//! [`MergedItem`]: mtseg_instmerge::MergedItem
+//! [`NucleusInstance`]: mtseg_postproc::NucleusInstance
+//! [`LayerRegion`]: mtseg_postproc::LayerRegion
+//! [`NucleusInstance::translate`]: mtseg_postproc::NucleusInstance::translate
+//! Its only mtseg dependencies are those two torch-free crates, so that one type crosses the
+//! seam instead of a copy of every contour in an export record of its own.
 //!
 //! # Example
 //! ```
 //! use mtseg_export::*;
+//! use mtseg_instmerge::MergedItem;
+//! use mtseg_postproc::NucleusInstance;
 //! let dir = tempfile::tempdir()?;
 //! let spec = SlideExportSpec {
 //!     slide_path: "CMU-1.svs".into(), stem: "CMU-1".into(),
@@ -32,10 +42,11 @@
 //!     provenance: serde_json::json!({"model": "hovernet_fast-pannuke"}),
 //! };
 //! let mut exporter = SlideExporter::create(spec)?;
-//! exporter.write_nuclei(&[NucleusRecord {
-//!     id: 1, contour: vec![[10, 10], [14, 10], [14, 13], [10, 13]], bbox: [10, 10, 15, 14],
+//! let nucleus = NucleusInstance {
+//!     label: 7, contour: vec![[10, 10], [14, 10], [14, 13], [10, 13]], bbox: [10, 10, 15, 14],
 //!     centroid: [12.0, 11.5], type_id: Some(1), type_prob: Some(0.9),
-//! }])?;
+//! };
+//! exporter.write_nuclei(&[MergedItem { id: 1, tile_index: 0, item: nucleus }])?;
 //! exporter.rows_final(14)?; // no later nucleus touches rows above 14
 //! let summary = exporter.finish()?;
 //! assert_eq!(summary.nuclei, 1);
@@ -44,7 +55,8 @@
 //! ```
 //!
 //! # Types
-//! - [`NucleusRecord`], [`LayerRecord`]: what comes in. [`Task`], [`Format`]: names.
+//! - What comes in: `MergedItem<NucleusInstance>` and `MergedItem<LayerRegion>`, with their
+//!   coordinate conventions at [`SlideExporter::write_nuclei`]. [`Task`], [`Format`]: names.
 //! - [`SlideExportSpec`]: paths, resolution, classes, provenance. [`check_outputs`]: the
 //!   up-front check (existing outputs, writable directories) the pipeline runs before any work.
 //! - [`SlideExporter`]: `create` → `write_nuclei` / `write_layers` / `rows_final` → `finish`
@@ -97,7 +109,7 @@ mod annotation_store;
 mod atomic_file;
 mod class_colours;
 mod export_errors;
-mod export_records;
+mod export_names;
 mod export_spec;
 mod overlay_png;
 mod pixel_squares;
@@ -113,7 +125,7 @@ mod zarr_tables;
 
 pub use annotation_keys::{KEY_NAMESPACE, annotation_key};
 pub use export_errors::ExportError;
-pub use export_records::{Format, LayerRecord, NucleusRecord, Task};
+pub use export_names::{Format, Task};
 pub use export_spec::{ExportSummary, FileSummary, SlideExportSpec, check_outputs};
 pub use overlay_png::{OverlayBase, write_overlay_png};
 pub use slide_exporter::SlideExporter;

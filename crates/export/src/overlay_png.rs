@@ -4,16 +4,18 @@
 
 use std::path::Path;
 
+use mtseg_instmerge::MergedItem;
+use mtseg_postproc::NucleusInstance;
+
 use crate::atomic_file::TempOutput;
 use crate::class_colours::class_colour;
 use crate::export_errors::ExportError;
-use crate::export_records::NucleusRecord;
 
 /// The slide pixels under an overlay: RGB, row-major, `width * height * 3` bytes, whose top-left
-/// pixel is `origin` in processing-resolution slide pixels (the records' frame).
+/// pixel is `origin` in processing-resolution slide pixels (the frame of the nuclei).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverlayBase {
-    /// Top-left `[x, y]` in the records' frame.
+    /// Top-left `[x, y]` in the frame of the nuclei.
     pub origin: [i64; 2],
     /// Width in pixels.
     pub width: usize,
@@ -24,7 +26,7 @@ pub struct OverlayBase {
 }
 
 impl OverlayBase {
-    /// Whether a record's box meets the region.
+    /// Whether a nucleus's box (`[x0, y0, x1, y1]`, exclusive end) meets the region.
     pub fn meets(&self, bbox: [i32; 4]) -> bool {
         let [x0, y0] = self.origin;
         i64::from(bbox[2]) > x0
@@ -43,7 +45,7 @@ impl OverlayBase {
 pub fn write_overlay_png(
     path: &Path,
     base: &OverlayBase,
-    nuclei: &[NucleusRecord],
+    nuclei: &[MergedItem<NucleusInstance>],
     classes: &[String],
     overwrite: bool,
 ) -> Result<(), ExportError> {
@@ -75,7 +77,11 @@ pub fn write_overlay_png(
             }
         }
     };
-    for n in nuclei.iter().filter(|n| base.meets(n.bbox)) {
+    for n in nuclei
+        .iter()
+        .map(|m| &m.item)
+        .filter(|n| base.meets(n.bbox))
+    {
         let colour = n
             .type_id
             .map_or([255, 255, 0], |t| class_colour(t, classes.len()));
@@ -131,13 +137,17 @@ mod tests {
             height: 10,
             rgb: vec![255; 20 * 10 * 3],
         };
-        let n = NucleusRecord {
+        let n = MergedItem {
             id: 1,
-            contour: vec![[102, 202], [102, 206], [108, 206], [108, 202]],
-            bbox: [102, 202, 109, 207],
-            centroid: [105.0, 204.0],
-            type_id: Some(1),
-            type_prob: Some(1.0),
+            tile_index: 0,
+            item: NucleusInstance {
+                label: 1,
+                contour: vec![[102, 202], [102, 206], [108, 206], [108, 202]],
+                bbox: [102, 202, 109, 207],
+                centroid: [105.0, 204.0],
+                type_id: Some(1),
+                type_prob: Some(1.0),
+            },
         };
         let classes = vec!["bg".to_string(), "a".to_string()];
         write_overlay_png(&path, &base, &[n], &classes, false).unwrap();

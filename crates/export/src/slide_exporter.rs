@@ -1,8 +1,10 @@
-//! [`SlideExporter`]: one slide's records in, every configured file out.
+//! [`SlideExporter`]: one slide's final nuclei and layers in, every configured file out.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
+use mtseg_instmerge::MergedItem;
+use mtseg_postproc::{LayerRegion, NucleusInstance};
 use serde::Serialize;
 
 use crate::annotation_keys::annotation_key;
@@ -10,7 +12,7 @@ use crate::annotation_store::AnnotationStoreWriter;
 use crate::atomic_file::size_on_disk;
 use crate::class_colours::class_colour;
 use crate::export_errors::ExportError;
-use crate::export_records::{Format, LayerRecord, NucleusRecord, Task};
+use crate::export_names::{Format, Task};
 use crate::export_spec::{ExportSummary, FileSummary, SlideExportSpec, check_outputs};
 use crate::polygon_geometry::{Repair, ValidGeometry};
 use crate::python_json::to_python_json;
@@ -270,33 +272,50 @@ impl SlideExporter {
         Some((geometry, key))
     }
 
-    /// Write nuclei (ids increasing, across calls too).
+    /// Write final nuclei, as `instmerge` hands them out (ids increasing, across calls too).
+    ///
+    /// Each nucleus's [`MergedItem::id`] must be > 0: it is the value of the nucleus's pixels in
+    /// the Zarr instance map and the seed of its annotation key. The [`NucleusInstance`] must be
+    /// in the **slide frame** at the **processing resolution** (the canvas offset already added,
+    /// [`NucleusInstance::translate`]), with TIAToolbox's conventions: contour points are the
+    /// centres of the border pixels (`cv2.findContours` output, `[x, y]`, not closed: the first
+    /// point is not repeated), `bbox` is `[x0, y0, x1, y1]` with exclusive `x1, y1`, `centroid`
+    /// is `[x, y]` in the pixel-index frame (no `+0.5`). `type_id` indexes
+    /// [`SlideExportSpec::nuclei_classes`]; `type_id` and `type_prob` are `None` without a type
+    /// head. The `label` and [`MergedItem::tile_index`] are not written.
     ///
     /// # Errors
     /// [`ExportError::InvalidRecord`] (id 0, empty contour, id above `u32::MAX` with an
     /// instance map), [`ExportError::RecordOrder`], [`ExportError::RowsAlreadyFinal`], and write
     /// errors. After an error the exporter should be dropped (which removes the partial files).
-    pub fn write_nuclei(&mut self, batch: &[NucleusRecord]) -> Result<(), ExportError> {
+    pub fn write_nuclei(
+        &mut self,
+        batch: &[MergedItem<NucleusInstance>],
+    ) -> Result<(), ExportError> {
         let task = Task::Nuclei;
-        for record in batch {
-            let points = self.check_record(task, record.id, self.last_nucleus, &record.contour)?;
+        for MergedItem {
+            id, item: nucleus, ..
+        } in batch
+        {
+            let id = *id;
+            let points = self.check_record(task, id, self.last_nucleus, &nucleus.contour)?;
             if self.spec.save_instance_map
-                && record.id > u64::from(u32::MAX)
+                && id > u64::from(u32::MAX)
                 && self.zarrs.iter().any(|z| z.has(task))
             {
                 return Err(self.invalid(
                     task,
-                    record.id,
+                    id,
                     "ids above 4294967295 do not fit the u32 instance map".into(),
                 ));
             }
-            if let Some((geometry, key)) = self.geometry(task, record.id, &record.contour) {
+            if let Some((geometry, key)) = self.geometry(task, id, &nucleus.contour) {
                 if self.stores.iter().any(|(t, _)| *t == task) {
                     let properties = to_python_json(&NucleusProperties {
-                        bbox: record.bbox,
-                        centroid: record.centroid,
-                        prob: record.type_prob,
-                        class: class_value(&self.spec.nuclei_classes, record.type_id),
+                        bbox: nucleus.bbox,
+                        centroid: nucleus.centroid,
+                        prob: nucleus.type_prob,
+                        class: class_value(&self.spec.nuclei_classes, nucleus.type_id),
                     });
                     for (_, store) in self.stores.iter_mut().filter(|(t, _)| *t == task) {
                         store.append(&key, &geometry, &properties)?;
@@ -304,47 +323,50 @@ impl SlideExporter {
                 }
                 let feature = FeatureProperties {
                     object_type: "detection",
-                    classification: record
+                    classification: nucleus
                         .type_id
-                        .map(|id| classification(&self.spec.nuclei_classes, id)),
-                    prob: record.type_prob,
+                        .map(|class| classification(&self.spec.nuclei_classes, class)),
+                    prob: nucleus.type_prob,
                 };
                 for (_, geojson) in self.geojsons.iter_mut().filter(|(t, _)| *t == task) {
                     geojson.append(&key, &geometry, &feature)?;
                 }
             }
             for zarr in &mut self.zarrs {
-                zarr.write_nucleus(record, &points)?;
+                zarr.write_nucleus(id, nucleus, &points)?;
             }
-            self.last_nucleus = Some(record.id);
+            self.last_nucleus = Some(id);
             self.nuclei += 1;
         }
         Ok(())
     }
 
-    /// Write tissue-layer polygons (ids increasing, across calls too).
+    /// Write tissue-layer polygons (HoVer-Net+ `layer_segmentation`), as `instmerge` hands them
+    /// out (ids > 0, increasing, across calls too).
+    ///
+    /// Same coordinate conventions as [`write_nuclei`](Self::write_nuclei); `type_id` indexes
+    /// [`SlideExportSpec::layer_classes`]. As in TIAToolbox's `_get_layer_info`, a class may have
+    /// several polygons, each with the box of the whole class, and a hole of a layer arrives as a
+    /// polygon of its own with the same type (QUIRK kept in the `.db` and GeoJSON). The Zarr
+    /// layer map reads the polygons of a class even-odd: a hole, inside two of them, stays
+    /// background.
     ///
     /// # Errors
-    /// As [`write_nuclei`](Self::write_nuclei); a `type_id` above 255 with a layer map.
-    pub fn write_layers(&mut self, batch: &[LayerRecord]) -> Result<(), ExportError> {
+    /// As [`write_nuclei`](Self::write_nuclei).
+    pub fn write_layers(&mut self, batch: &[MergedItem<LayerRegion>]) -> Result<(), ExportError> {
         let task = Task::Layers;
-        for record in batch {
-            let points = self.check_record(task, record.id, self.last_layer, &record.contour)?;
-            if self.spec.save_layer_map
-                && record.type_id > u32::from(u8::MAX)
-                && self.zarrs.iter().any(|z| z.has(task))
-            {
-                return Err(self.invalid(
-                    task,
-                    record.id,
-                    format!("type {} does not fit the u8 layer map", record.type_id),
-                ));
-            }
-            if let Some((geometry, key)) = self.geometry(task, record.id, &record.contour) {
+        for MergedItem {
+            id, item: layer, ..
+        } in batch
+        {
+            let id = *id;
+            let points = self.check_record(task, id, self.last_layer, &layer.contour)?;
+            let class = u32::from(layer.type_id);
+            if let Some((geometry, key)) = self.geometry(task, id, &layer.contour) {
                 if self.stores.iter().any(|(t, _)| *t == task) {
                     let properties = to_python_json(&LayerProperties {
-                        bbox: record.bbox,
-                        class: class_value(&self.spec.layer_classes, Some(record.type_id)),
+                        bbox: layer.bbox,
+                        class: class_value(&self.spec.layer_classes, Some(class)),
                     });
                     for (_, store) in self.stores.iter_mut().filter(|(t, _)| *t == task) {
                         store.append(&key, &geometry, &properties)?;
@@ -352,7 +374,7 @@ impl SlideExporter {
                 }
                 let feature = FeatureProperties {
                     object_type: "annotation",
-                    classification: Some(classification(&self.spec.layer_classes, record.type_id)),
+                    classification: Some(classification(&self.spec.layer_classes, class)),
                     prob: None,
                 };
                 for (_, geojson) in self.geojsons.iter_mut().filter(|(t, _)| *t == task) {
@@ -360,9 +382,9 @@ impl SlideExporter {
                 }
             }
             for zarr in &mut self.zarrs {
-                zarr.write_layer(record, &points)?;
+                zarr.write_layer(id, layer, &points)?;
             }
-            self.last_layer = Some(record.id);
+            self.last_layer = Some(id);
             self.layers += 1;
         }
         Ok(())
@@ -502,16 +524,20 @@ mod tests {
         }
     }
 
-    fn nucleus(id: u64) -> NucleusRecord {
+    fn nucleus(id: u64) -> MergedItem<NucleusInstance> {
         let x = (id as i32 % 10) * 10;
         let y = (id as i32 / 10) * 10;
-        NucleusRecord {
+        MergedItem {
             id,
-            contour: vec![[x, y], [x + 3, y], [x + 3, y + 3], [x, y + 3]],
-            bbox: [x, y, x + 4, y + 4],
-            centroid: [f64::from(x) + 1.5, f64::from(y) + 1.5],
-            type_id: None,
-            type_prob: None,
+            tile_index: 0,
+            item: NucleusInstance {
+                label: id as i32,
+                contour: vec![[x, y], [x + 3, y], [x + 3, y + 3], [x, y + 3]],
+                bbox: [x, y, x + 4, y + 4],
+                centroid: [f64::from(x) + 1.5, f64::from(y) + 1.5],
+                type_id: None,
+                type_prob: None,
+            },
         }
     }
 
@@ -521,7 +547,7 @@ mod tests {
         std::fs::write(dir.path().join("f.db"), "previous run").unwrap();
         let mut exporter = SlideExporter::create(spec(dir.path())).unwrap();
         exporter.fail_after = Some(25);
-        let batch: Vec<NucleusRecord> = (1..=40).map(nucleus).collect();
+        let batch: Vec<_> = (1..=40).map(nucleus).collect();
         let err = exporter.write_nuclei(&batch).unwrap_err();
         assert!(err.to_string().contains("injected"), "{err}");
         assert_eq!(exporter.nuclei, 25);

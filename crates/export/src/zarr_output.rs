@@ -10,7 +10,7 @@
 //!                                                type_missing, arrays}
 //! nuclei_segmentation/instance_map   u32 (H, W)  nucleus id per pixel, 0 = background
 //!                                                (only with save_instance_map)
-//! nuclei_segmentation/id             u64 (N,)    record ids, increasing
+//! nuclei_segmentation/id             u64 (N,)    instance ids, increasing
 //! nuclei_segmentation/box            i32 (N, 4)  [x0, y0, x1, y1], exclusive end
 //! nuclei_segmentation/centroid       f64 (N, 2)  [x, y]
 //! nuclei_segmentation/type           u32 (N,)    class id; 4294967295 = no type head
@@ -24,10 +24,10 @@
 //! ```
 //!
 //! Everything is at the processing resolution in the slide frame (H, W from
-//! `processing_size`); multiply by `scale_factor` for baseline pixels. Contours are the records'
-//! contours as given (not the repaired polygons of the `.db`). The maps are the records'
+//! `processing_size`); multiply by `scale_factor` for baseline pixels. Contours are the instances'
+//! contours as given (not the repaired polygons of the `.db`). The maps are the instances'
 //! contours filled (`crate::polygon_raster`): for a nucleus traced by `cv2.findContours` that is
-//! exactly its pixels. Where records overlap, the later record wins, except that a layer
+//! exactly its pixels. Where instances overlap, the later one wins, except that a layer
 //! polygon toggles the pixels strictly inside it that already hold its class back to 0: the
 //! border of a hole, which TIAToolbox's `_get_layer_info` gives as a polygon of its own with
 //! the class's type, empties the hole again (the layer map is the class of each pixel). Maps
@@ -37,6 +37,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use mtseg_postproc::{LayerRegion, NucleusInstance};
 use serde_json::{Map, Value, json};
 use zarrs::array::{DataType, FillValue, data_type};
 use zarrs::filesystem::FilesystemStore;
@@ -44,7 +45,7 @@ use zarrs::group::GroupBuilder;
 
 use crate::atomic_file::{TempOutput, sync_tree};
 use crate::export_errors::ExportError;
-use crate::export_records::{LayerRecord, NucleusRecord, Task};
+use crate::export_names::Task;
 use crate::export_spec::SlideExportSpec;
 use crate::polygon_raster::for_each_span;
 use crate::zarr_label_map::{LabelMapWriter, ZarrOutputLayout};
@@ -309,47 +310,48 @@ impl ZarrOutput {
                 .map_or(0, LabelMapWriter::buffer_bytes)
     }
 
-    /// Add one nucleus (`points` = its contour widened to `i64`).
+    /// Add nucleus `id` (`points` = its contour widened to `i64`).
     pub(crate) fn write_nucleus(
         &mut self,
-        record: &NucleusRecord,
+        id: u64,
+        nucleus: &NucleusInstance,
         points: &[[i64; 2]],
     ) -> Result<(), ExportError> {
         let Some(group) = self.nuclei.as_mut() else {
             return Ok(());
         };
         if let Some(map) = group.map.as_mut() {
-            let id = u32::try_from(record.id).expect("checked by the exporter");
-            rasterise(map, points, id)?;
+            let value = u32::try_from(id).expect("checked by the exporter");
+            rasterise(map, points, value)?;
         }
         group.common.push(
-            record.id,
-            record.bbox,
-            record.type_id.unwrap_or(TYPE_MISSING),
-            &record.contour,
+            id,
+            nucleus.bbox,
+            nucleus.type_id.unwrap_or(TYPE_MISSING),
+            &nucleus.contour,
         )?;
-        group.centroid.push(&record.centroid)?;
+        group.centroid.push(&nucleus.centroid)?;
         group
             .prob
-            .push(&[record.type_prob.map_or(f32::NAN, |p| p as f32)])
+            .push(&[nucleus.type_prob.map_or(f32::NAN, |p| p as f32)])
     }
 
-    /// Add one layer polygon.
+    /// Add layer polygon `id`.
     pub(crate) fn write_layer(
         &mut self,
-        record: &LayerRecord,
+        id: u64,
+        layer: &LayerRegion,
         points: &[[i64; 2]],
     ) -> Result<(), ExportError> {
         let Some(group) = self.layers.as_mut() else {
             return Ok(());
         };
         if let Some(map) = group.map.as_mut() {
-            let value = u8::try_from(record.type_id).expect("checked by the exporter");
-            rasterise_layer(map, points, value)?;
+            rasterise_layer(map, points, layer.type_id)?;
         }
         group
             .common
-            .push(record.id, record.bbox, record.type_id, &record.contour)
+            .push(id, layer.bbox, u32::from(layer.type_id), &layer.contour)
     }
 
     /// Write and free the map rows above `y`.

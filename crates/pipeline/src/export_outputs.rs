@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use mtseg_export::{LayerRecord, NucleusRecord, SlideExportSpec, SlideExporter};
+use mtseg_export::{SlideExportSpec, SlideExporter};
 use mtseg_instmerge::MergedItem;
 use mtseg_postproc::{LayerRegion, NucleusInstance};
 
@@ -13,37 +13,15 @@ use crate::slide_output::{OutputError, OutputProvider, SlideOutput};
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ExportOutputs;
 
-/// The export crate's record of a final nucleus.
-pub(crate) fn nucleus_record(m: &MergedItem<NucleusInstance>) -> NucleusRecord {
-    NucleusRecord {
-        id: m.id,
-        contour: m.item.contour.clone(),
-        bbox: m.item.bbox,
-        centroid: m.item.centroid,
-        type_id: m.item.type_id,
-        type_prob: m.item.type_prob,
-    }
-}
-
 struct ExportOutput(SlideExporter);
 
 impl SlideOutput for ExportOutput {
     fn nuclei(&mut self, items: &[MergedItem<NucleusInstance>]) -> Result<(), OutputError> {
-        let records: Vec<NucleusRecord> = items.iter().map(nucleus_record).collect();
-        Ok(self.0.write_nuclei(&records)?)
+        Ok(self.0.write_nuclei(items)?)
     }
 
     fn layers(&mut self, items: &[MergedItem<LayerRegion>]) -> Result<(), OutputError> {
-        let records: Vec<LayerRecord> = items
-            .iter()
-            .map(|m| LayerRecord {
-                id: m.id,
-                contour: m.item.contour.clone(),
-                bbox: m.item.bbox,
-                type_id: u32::from(m.item.type_id),
-            })
-            .collect();
-        Ok(self.0.write_layers(&records)?)
+        Ok(self.0.write_layers(items)?)
     }
 
     fn rows_final(&mut self, y: u64) -> Result<(), OutputError> {

@@ -402,14 +402,10 @@ fn finish(
     let mut files = output.finish().map_err(output_err)?;
     if let Some(base) = overlay {
         let png = crate::output_names::overlay_path(job.cfg, job.path);
-        let records: Vec<_> = overlay_nuclei
-            .iter()
-            .map(crate::export_outputs::nucleus_record)
-            .collect();
         write_overlay_png(
             &png,
             base,
-            &records,
+            overlay_nuclei,
             &job.cfg.model.nuclei_classes,
             job.cfg.output.overwrite,
         )

@@ -225,8 +225,7 @@ pub(crate) fn postproc_stage(
         let send = |msg| export_tx.send(msg).map_err(|_| SlideError::Interrupted);
         if !got.nuclei.is_empty() {
             let mut v = got.nuclei;
-            v.iter_mut()
-                .for_each(|n| translate_nucleus(&mut n.item, shift));
+            v.iter_mut().for_each(|n| n.item.translate(shift));
             if let Some(base) = overlay {
                 totals
                     .overlay_nuclei
@@ -237,8 +236,7 @@ pub(crate) fn postproc_stage(
         }
         if !got.layers.is_empty() {
             let mut v = got.layers;
-            v.iter_mut()
-                .for_each(|l| translate_layer(&mut l.item, shift));
+            v.iter_mut().for_each(|l| l.item.translate(shift));
             totals.layers += v.len() as u64;
             send(ExportMsg::Layers(v))?;
         }
@@ -316,30 +314,5 @@ fn row_chunk<'a>(rows: &'a CanvasRows, heads: &[HeadKind]) -> RowChunk<'a> {
         hv: find(HeadKind::Hv).unwrap_or_default(),
         tp: find(HeadKind::Tp),
         ls: find(HeadKind::Ls),
-    }
-}
-
-fn translate_nucleus(n: &mut NucleusInstance, [dx, dy]: [i32; 2]) {
-    n.bbox = [
-        n.bbox[0] + dx,
-        n.bbox[1] + dy,
-        n.bbox[2] + dx,
-        n.bbox[3] + dy,
-    ];
-    n.centroid = [n.centroid[0] + f64::from(dx), n.centroid[1] + f64::from(dy)];
-    for p in &mut n.contour {
-        *p = [p[0] + dx, p[1] + dy];
-    }
-}
-
-fn translate_layer(l: &mut LayerRegion, [dx, dy]: [i32; 2]) {
-    l.bbox = [
-        l.bbox[0] + dx,
-        l.bbox[1] + dy,
-        l.bbox[2] + dx,
-        l.bbox[3] + dy,
-    ];
-    for p in &mut l.contour {
-        *p = [p[0] + dx, p[1] + dy];
     }
 }

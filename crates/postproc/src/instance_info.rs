@@ -7,7 +7,8 @@ use crate::canvas::{check_len, check_size, round_class_id};
 use crate::contours::{ChainApprox, ContourTracer};
 
 /// One nucleus, as one entry of TIAToolbox's `info_dict`. Coordinates are `(x, y)` pixels of the
-/// processing resolution plus the `offset` given (the canvas/tile origin).
+/// processing resolution plus the `offset` given (the canvas/tile origin);
+/// [`translate`](Self::translate) moves them (the pipeline moves final nuclei to the slide frame).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NucleusInstance {
     /// Label of the instance in the label map (not offset).
@@ -18,13 +19,39 @@ pub struct NucleusInstance {
     /// offset, in the pixel-index frame (no +0.5).
     pub centroid: [f64; 2],
     /// The first contour of `cv2.findContours(crop, RETR_TREE, CHAIN_APPROX_SIMPLE)`: border pixel
-    /// centres in OpenCV's point order and orientation, + box origin + offset.
+    /// centres in OpenCV's point order and orientation, + box origin + offset; not closed (the
+    /// first point is not repeated).
     pub contour: Vec<[i32; 2]>,
     /// Majority class id (`np.around(tp)`), the runner-up when the majority is background 0;
     /// `None` without a type map.
     pub type_id: Option<u32>,
     /// Pixel share of `type_id`: `count / (area + 1e-6)`; `None` without a type map.
     pub type_prob: Option<f64>,
+}
+
+impl NucleusInstance {
+    /// Moves the nucleus by `[dx, dy]` pixels: box, centroid and every contour point (`label`
+    /// stays), e.g. from the canvas frame to the slide frame.
+    pub fn translate(&mut self, [dx, dy]: [i32; 2]) {
+        self.bbox = translate_bbox(self.bbox, [dx, dy]);
+        self.centroid = [
+            self.centroid[0] + f64::from(dx),
+            self.centroid[1] + f64::from(dy),
+        ];
+        translate_points(&mut self.contour, [dx, dy]);
+    }
+}
+
+/// `bbox` (`[x0, y0, x1, y1]`) moved by `[dx, dy]`.
+pub(crate) fn translate_bbox(bbox: [i32; 4], [dx, dy]: [i32; 2]) -> [i32; 4] {
+    [bbox[0] + dx, bbox[1] + dy, bbox[2] + dx, bbox[3] + dy]
+}
+
+/// Every `[x, y]` point moved by `[dx, dy]`.
+pub(crate) fn translate_points(points: &mut [[i32; 2]], [dx, dy]: [i32; 2]) {
+    for p in points {
+        *p = [p[0] + dx, p[1] + dy];
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -264,6 +291,31 @@ mod tests {
         assert_eq!(n.centroid, [13.5 + 0.0, 22.0]);
         assert_eq!(n.contour, vec![[12, 21], [12, 23], [15, 23], [15, 21]]);
         assert_eq!((n.type_id, n.type_prob), (None, None));
+    }
+
+    #[test]
+    fn translate_moves_box_centroid_and_contour_but_not_the_label() {
+        let (h, w) = (6, 7);
+        let mut lab = vec![0; h * w];
+        for y in 1..4 {
+            for x in 2..6 {
+                lab[y * w + x] = 3;
+            }
+        }
+        let at_origin = instance_info(&lab, h, w, Some(&vec![1.0; h * w]), [0, 0]).unwrap();
+        let offset = instance_info(&lab, h, w, Some(&vec![1.0; h * w]), [-4, 9]).unwrap();
+        let mut moved = at_origin[0].clone();
+        moved.translate([-4, 9]);
+        assert_eq!(
+            moved, offset[0],
+            "translate matches computing with the offset"
+        );
+        assert_eq!(moved.label, 3);
+        assert_eq!(moved.bbox, [-2, 10, 2, 13]);
+        assert_eq!(moved.centroid, [-0.5, 11.0]);
+        assert_eq!(moved.contour, vec![[-2, 10], [-2, 12], [1, 12], [1, 10]]);
+        moved.translate([4, -9]);
+        assert_eq!(moved, at_origin[0], "and back");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use crate::PostprocError;
 use crate::canvas::{check_len, check_size, round_class_id};
 use crate::contours::{ChainApprox, ContourTracer};
+use crate::instance_info::{translate_bbox, translate_points};
 use crate::label_components::{LabelScratch, label_4conn, remove_small_labels};
 use crate::morphology::{Element, MorphScratch, close, open};
 
@@ -18,10 +19,20 @@ pub struct LayerRegion {
     /// computes one box per class and gives it to each of the class's polygons).
     pub bbox: [i32; 4],
     /// A border from `cv2.findContours(class_mask, RETR_TREE, CHAIN_APPROX_NONE)`, outer or hole
-    /// (holes become polygons of their own, as in TIAToolbox), + offset.
+    /// (holes become polygons of their own, as in TIAToolbox), + offset; not closed (the first
+    /// point is not repeated).
     pub contour: Vec<[i32; 2]>,
     /// Layer class id (1 other tissue, 2 basal, 3 epithelium, 4 keratin for `hovernetplus-oed`).
     pub type_id: u8,
+}
+
+impl LayerRegion {
+    /// Moves the polygon by `[dx, dy]` pixels: box and every contour point, e.g. from the canvas
+    /// frame to the slide frame.
+    pub fn translate(&mut self, offset: [i32; 2]) {
+        self.bbox = translate_bbox(self.bbox, offset);
+        translate_points(&mut self.contour, offset);
+    }
 }
 
 /// Cleans a HoVer-Net+ layer map as `_proc_ls`: ids rounded half-to-even; epithelium (ids >= 2)
@@ -207,6 +218,28 @@ mod tests {
                 .iter()
                 .all(|p| map[p[1] as usize * w + p[0] as usize] == 2)
         }));
+    }
+
+    #[test]
+    fn translate_matches_computing_with_the_offset() {
+        let (h, w) = (30, 40);
+        let mut map = vec![0u8; h * w];
+        for y in 5..25 {
+            for x in 5..35 {
+                map[y * w + x] = 2;
+            }
+        }
+        for y in 10..15 {
+            for x in 10..15 {
+                map[y * w + x] = 1;
+            }
+        }
+        let offset = layer_info(&map, h, w, [13, -6]).unwrap();
+        let mut moved = layer_info(&map, h, w, [0, 0]).unwrap();
+        moved.iter_mut().for_each(|r| r.translate([13, -6]));
+        assert_eq!(moved, offset);
+        assert_eq!(moved[0].bbox, [23, 4, 28, 9]);
+        assert_eq!(moved[0].contour[0], [23, 4]);
     }
 
     #[test]

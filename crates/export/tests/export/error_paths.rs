@@ -1,7 +1,9 @@
 //! Failures: each names its file, fails before any work when it can, and never leaves a
 //! half-written file under a final name or a temporary behind.
 
-use mtseg_export::{ExportError, Format, NucleusRecord, SlideExporter, Task, check_outputs};
+use mtseg_export::{ExportError, Format, SlideExporter, Task, check_outputs};
+use mtseg_instmerge::MergedItem;
+use mtseg_postproc::NucleusInstance;
 
 use crate::support::*;
 
@@ -12,7 +14,7 @@ const ALL: [(Task, Format); 4] = [
     (Task::Layers, Format::Zarr),
 ];
 
-fn records(n: usize) -> Vec<NucleusRecord> {
+fn records(n: usize) -> Vec<MergedItem<NucleusInstance>> {
     random_nuclei(11, n, 200, true)
         .into_iter()
         .map(|(r, _)| r)
@@ -203,7 +205,7 @@ fn contract_violations_name_the_record() {
         "{err}"
     );
     let mut empty = recs[20].clone();
-    empty.contour.clear();
+    empty.item.contour.clear();
     let err = exporter.write_nuclei(&[empty]).unwrap_err();
     assert!(err.to_string().contains("/slides/c.svs"), "{err}");
     drop(exporter);
@@ -248,7 +250,7 @@ fn no_space_left_leaves_nothing() {
             let mut batch = records(20);
             for r in &mut batch {
                 r.id += round * 20;
-                for p in &mut r.contour {
+                for p in &mut r.item.contour {
                     p[1] += (round * 20) as i32;
                 }
             }

@@ -1,10 +1,10 @@
-//! Write, read back, compare with the records.
+//! Write, read back, compare with the instances written.
 
 use std::sync::Arc;
 
-use mtseg_export::{
-    Format, LayerRecord, NucleusRecord, SlideExporter, Task, ZarrOutputLayout, annotation_key,
-};
+use mtseg_export::{Format, SlideExporter, Task, ZarrOutputLayout, annotation_key};
+use mtseg_instmerge::MergedItem;
+use mtseg_postproc::{LayerRegion, NucleusInstance};
 use rusqlite::Connection;
 use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
@@ -34,10 +34,13 @@ const MEDIUM: ZarrOutputLayout = ZarrOutputLayout {
 };
 
 /// Write `records` in batches of 5, declaring rows final as the grid advances.
-fn write_all(exporter: &mut SlideExporter, records: &[NucleusRecord]) {
+fn write_all(exporter: &mut SlideExporter, records: &[MergedItem<NucleusInstance>]) {
     for batch in records.chunks(5) {
         exporter.write_nuclei(batch).unwrap();
-        let top_of_next = batch.last().map(|r| (r.bbox[1] / 20 * 20) as u64).unwrap();
+        let top_of_next = batch
+            .last()
+            .map(|r| (r.item.bbox[1] / 20 * 20) as u64)
+            .unwrap();
         exporter.rows_final(top_of_next).unwrap();
     }
 }
@@ -46,7 +49,7 @@ fn write_all(exporter: &mut SlideExporter, records: &[NucleusRecord]) {
 fn annotation_store_matches_tiatoolbox_schema_and_records() {
     let dir = tempfile::tempdir().unwrap();
     let nuclei = random_nuclei(1, 40, 200, true);
-    let records: Vec<NucleusRecord> = nuclei.iter().map(|(r, _)| r.clone()).collect();
+    let records: Vec<MergedItem<NucleusInstance>> = nuclei.iter().map(|(r, _)| r.clone()).collect();
     let spec = spec(dir.path(), "s1", &ALL_NUCLEI[..1]);
     let mut exporter = SlideExporter::create(spec).unwrap();
     exporter.write_nuclei(&records).unwrap();
@@ -142,6 +145,7 @@ fn annotation_store_matches_tiatoolbox_schema_and_records() {
         assert_eq!(shell.first(), shell.last(), "closed ring");
         // A simple contour is stored vertex for vertex, scaled.
         let scaled: Vec<[f64; 2]> = record
+            .item
             .contour
             .iter()
             .map(|&[x, y]| [f64::from(x) * 2.0, f64::from(y) * 2.0])
@@ -162,14 +166,14 @@ fn annotation_store_matches_tiatoolbox_schema_and_records() {
         let names = ["Background", "Neoplastic", "Inflammatory"];
         let expected_props = format!(
             "{{\"box\":[{},{},{},{}],\"centroid\":[{:?},{:?}],\"prob\":{:?},\"type\":\"{}\"}}",
-            record.bbox[0],
-            record.bbox[1],
-            record.bbox[2],
-            record.bbox[3],
-            record.centroid[0],
-            record.centroid[1],
-            record.type_prob.unwrap(),
-            names[record.type_id.unwrap() as usize]
+            record.item.bbox[0],
+            record.item.bbox[1],
+            record.item.bbox[2],
+            record.item.bbox[3],
+            record.item.centroid[0],
+            record.item.centroid[1],
+            record.item.type_prob.unwrap(),
+            names[record.item.type_id.unwrap() as usize]
         );
         assert_eq!(*props, expected_props);
     }
@@ -184,7 +188,8 @@ fn geojson_plain_and_gzipped_are_closed_polygon_detections() {
     for gzip in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let nuclei = random_nuclei(2, 30, 200, true);
-        let records: Vec<NucleusRecord> = nuclei.iter().map(|(r, _)| r.clone()).collect();
+        let records: Vec<MergedItem<NucleusInstance>> =
+            nuclei.iter().map(|(r, _)| r.clone()).collect();
         let mut spec = spec(
             dir.path(),
             "s2",
@@ -215,7 +220,7 @@ fn geojson_plain_and_gzipped_are_closed_polygon_detections() {
             let props = &feature["properties"];
             assert_eq!(props["objectType"], "detection");
             assert_eq!(props["isLocked"], false);
-            let class = record.type_id.unwrap() as usize;
+            let class = record.item.type_id.unwrap() as usize;
             assert_eq!(
                 props["classification"]["name"],
                 ["Background", "Neoplastic", "Inflammatory"][class]
@@ -223,7 +228,10 @@ fn geojson_plain_and_gzipped_are_closed_polygon_detections() {
             // TIAToolbox's tab20 rule with 3 classes: entries 0, 10, 19.
             let colour = [[31, 119, 180], [140, 86, 75], [158, 218, 229]][class];
             assert_eq!(props["classification"]["color"], serde_json::json!(colour));
-            assert_eq!(props["measurements"]["prob"].as_f64(), record.type_prob);
+            assert_eq!(
+                props["measurements"]["prob"].as_f64(),
+                record.item.type_prob
+            );
             assert!(props["measurements"]["area_px"].as_f64().unwrap() > 0.0);
             let geometry = &feature["geometry"];
             let polygons: Vec<&serde_json::Value> = match geometry["type"].as_str().unwrap() {
@@ -278,11 +286,13 @@ fn layer_map_keeps_the_holes_of_a_layer_empty() {
     let spec = spec(dir.path(), "ring", &[(Task::Layers, Format::Zarr)]);
     let mut exporter = SlideExporter::create_with_layout(spec, SMALL).unwrap();
     let square = |a: i32, b: i32| vec![[a, a], [a, b], [b, b], [b, a]];
-    let record = |id, contour: Vec<[i32; 2]>, type_id| LayerRecord {
-        id,
-        bbox: [10, 10, 51, 51],
-        contour,
-        type_id,
+    let record = |id, contour: Vec<[i32; 2]>, type_id| {
+        let layer = LayerRegion {
+            bbox: [10, 10, 51, 51],
+            contour,
+            type_id,
+        };
+        merged(id, layer)
     };
     exporter
         .write_layers(&[
@@ -317,7 +327,7 @@ fn layer_map_keeps_the_holes_of_a_layer_empty() {
 fn zarr_maps_equal_the_blobs_and_tables_the_records() {
     let dir = tempfile::tempdir().unwrap();
     let nuclei = random_nuclei(3, 60, 200, true);
-    let records: Vec<NucleusRecord> = nuclei.iter().map(|(r, _)| r.clone()).collect();
+    let records: Vec<MergedItem<NucleusInstance>> = nuclei.iter().map(|(r, _)| r.clone()).collect();
     let spec = spec(
         dir.path(),
         "s3",
@@ -372,12 +382,12 @@ fn zarr_maps_equal_the_blobs_and_tables_the_records() {
     let points: Vec<i32> = read_all(&open_array(&store, "/nuclei_segmentation/contour_points"));
     assert_eq!(offsets.len(), 61);
     for (i, record) in records.iter().enumerate() {
-        assert_eq!(boxes[4 * i..4 * i + 4], record.bbox);
-        assert_eq!(centroids[2 * i..2 * i + 2], record.centroid);
-        assert_eq!(types[i], record.type_id.unwrap());
-        assert_eq!(probs[i], record.type_prob.unwrap() as f32);
+        assert_eq!(boxes[4 * i..4 * i + 4], record.item.bbox);
+        assert_eq!(centroids[2 * i..2 * i + 2], record.item.centroid);
+        assert_eq!(types[i], record.item.type_id.unwrap());
+        assert_eq!(probs[i], record.item.type_prob.unwrap() as f32);
         let (a, b) = (offsets[i] as usize, offsets[i + 1] as usize);
-        assert_eq!(points[2 * a..2 * b], *record.contour.as_flattened());
+        assert_eq!(points[2 * a..2 * b], *record.item.contour.as_flattened());
     }
 
     let layer_map: Vec<u8> = read_all(&open_array(&store, "/layer_segmentation/layer_map"));
@@ -405,7 +415,7 @@ fn zarr_maps_equal_the_blobs_and_tables_the_records() {
 fn no_type_head_gives_null_properties_and_missing_markers() {
     let dir = tempfile::tempdir().unwrap();
     let nuclei = random_nuclei(4, 5, 200, false);
-    let records: Vec<NucleusRecord> = nuclei.iter().map(|(r, _)| r.clone()).collect();
+    let records: Vec<MergedItem<NucleusInstance>> = nuclei.iter().map(|(r, _)| r.clone()).collect();
     let mut spec = spec(dir.path(), "kumar", &ALL_NUCLEI);
     spec.nuclei_classes.clear();
     let mut exporter = SlideExporter::create(spec).unwrap();
@@ -433,7 +443,7 @@ fn no_type_head_gives_null_properties_and_missing_markers() {
 fn unnamed_class_ids_are_stored_as_ids() {
     let dir = tempfile::tempdir().unwrap();
     let mut record = random_nuclei(5, 1, 200, true).remove(0).0;
-    record.type_id = Some(7);
+    record.item.type_id = Some(7);
     let spec = spec(dir.path(), "s5", &ALL_NUCLEI[..2]);
     let mut exporter = SlideExporter::create(spec).unwrap();
     exporter.write_nuclei(&[record]).unwrap();
@@ -477,16 +487,19 @@ fn invalid_contours_become_valid_polygons() {
             [50, 12],
         ], // spur
     ];
-    let records: Vec<NucleusRecord> = contours
+    let records: Vec<MergedItem<NucleusInstance>> = contours
         .into_iter()
         .enumerate()
-        .map(|(i, contour)| NucleusRecord {
-            id: i as u64 + 1,
-            bbox: [0, 0, 1, 1],
-            centroid: [0.0, 0.0],
-            contour,
-            type_id: Some(1),
-            type_prob: Some(1.0),
+        .map(|(i, contour)| {
+            let nucleus = NucleusInstance {
+                label: i as i32 + 1,
+                bbox: [0, 0, 1, 1],
+                centroid: [0.0, 0.0],
+                contour,
+                type_id: Some(1),
+                type_prob: Some(1.0),
+            };
+            merged(i as u64 + 1, nucleus)
         })
         .collect();
     let spec = spec(dir.path(), "bad", &ALL_NUCLEI);
@@ -528,7 +541,7 @@ fn invalid_contours_become_valid_polygons() {
 #[test]
 fn reruns_write_identical_files() {
     let nuclei = random_nuclei(6, 25, 200, true);
-    let records: Vec<NucleusRecord> = nuclei.iter().map(|(r, _)| r.clone()).collect();
+    let records: Vec<MergedItem<NucleusInstance>> = nuclei.iter().map(|(r, _)| r.clone()).collect();
     let outputs = [
         (Task::Nuclei, Format::AnnotationStore),
         (Task::Nuclei, Format::QuPath),
@@ -562,7 +575,7 @@ fn rasterised_contours_give_back_the_blob_pixels() {
     let nuclei = random_nuclei(7, 150, 200, false);
     let mut spec = spec(dir.path(), "blobs", &[(Task::Nuclei, Format::Zarr)]);
     spec.processing_size = [200, 160];
-    let records: Vec<NucleusRecord> = nuclei.iter().map(|(r, _)| r.clone()).collect();
+    let records: Vec<MergedItem<NucleusInstance>> = nuclei.iter().map(|(r, _)| r.clone()).collect();
     let mut exporter = SlideExporter::create_with_layout(spec, MEDIUM).unwrap();
     write_all(&mut exporter, &records);
     exporter.finish().unwrap();

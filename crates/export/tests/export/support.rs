@@ -4,7 +4,9 @@ use std::collections::{BTreeSet, VecDeque};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use mtseg_export::{Format, LayerRecord, NucleusRecord, SlideExportSpec, Task};
+use mtseg_export::{Format, SlideExportSpec, Task};
+use mtseg_instmerge::MergedItem;
+use mtseg_postproc::{LayerRegion, NucleusInstance};
 
 /// A spec for slide `stem` writing `outputs` into `dir` (names `<stem>[_layers].<ext>`).
 pub(crate) fn spec(dir: &Path, stem: &str, outputs: &[(Task, Format)]) -> SlideExportSpec {
@@ -255,7 +257,7 @@ pub(crate) fn random_nuclei(
     count: usize,
     width: i64,
     typed: bool,
-) -> Vec<(NucleusRecord, Blob)> {
+) -> Vec<(MergedItem<NucleusInstance>, Blob)> {
     let mut rng = Lcg(seed);
     let per_row = (width / 20).max(1);
     (0..count)
@@ -264,31 +266,41 @@ pub(crate) fn random_nuclei(
             let blob = random_blob(&mut rng, origin, 16);
             let (bbox, centroid) = box_and_centroid(&blob);
             let type_id = typed.then(|| 1 + rng.below(2) as u32);
-            let record = NucleusRecord {
-                id: i as u64 + 1,
+            let id = i as u64 + 1;
+            let nucleus = NucleusInstance {
+                label: id as i32,
                 contour: trace_contour(&blob),
                 bbox,
                 centroid,
                 type_id,
                 type_prob: typed.then(|| 0.5 + (rng.below(50) as f64) / 100.0),
             };
-            (record, blob)
+            (merged(id, nucleus), blob)
         })
         .collect()
 }
 
+/// A final instance as `instmerge` hands it out: id `id`, from tile 0.
+pub(crate) fn merged<T>(id: u64, item: T) -> MergedItem<T> {
+    MergedItem {
+        id,
+        tile_index: 0,
+        item,
+    }
+}
+
 /// Layer polygons: a few rectangles, types 1 and 2.
-pub(crate) fn layer_records() -> Vec<LayerRecord> {
+pub(crate) fn layer_records() -> Vec<MergedItem<LayerRegion>> {
     (0..3)
         .map(|i| {
             let x0 = 10 + 60 * i;
             let contour = vec![[x0, 100], [x0 + 40, 100], [x0 + 40, 140], [x0, 140]];
-            LayerRecord {
-                id: i as u64 + 1,
+            let layer = LayerRegion {
                 contour,
                 bbox: [x0, 100, x0 + 41, 141],
-                type_id: 1 + (i as u32 % 2),
-            }
+                type_id: 1 + (i as u8 % 2),
+            };
+            merged(i as u64 + 1, layer)
         })
         .collect()
 }
