@@ -9,9 +9,9 @@ use crate::{HeadKind, HeadSpec, Size2};
 ///
 /// The run config resolves `[model]` into one of these (`io-config`); `infer` builds or loads
 /// it. Native HoVer-Net flavours have fixed patch sizes ([`Architecture::native_patch_sizes`]);
-/// a TorchScript module declares its own.
+/// a TorchScript module declares its own. Not `#[non_exhaustive]`: a new network must be
+/// handled by every crate that matches on it (config names, layouts, loaders).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum Architecture {
     /// TIAToolbox `HoVerNet(mode="fast")`: 256² in, 164² out; a type head when `num_types` is set.
     HoVerNetFast {
