@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use mtseg_infer::{BatchView, HeadOutputs, HeadSpec, InferError, LoadError, Model};
 use mtseg_io_config::{InputMode, RunConfig};
-use mtseg_stitch::{MemoryBudget, MemoryLimit};
+use mtseg_stitch::MemoryBudget;
 use mtseg_tiling::PatchGrid;
 
 use crate::output_spec::{check_outputs_writable, provenance};
@@ -163,10 +163,7 @@ impl<'a> Engine<'a> {
         let cfg = self.cfg;
         check_outputs_writable(cfg)?;
         let provenance = provenance(cfg)?;
-        let budget = MemoryBudget::new(match cfg.pipeline.memory_limit {
-            mtseg_io_config::MemoryLimit::Bytes(b) => MemoryLimit::Bytes(b),
-            mtseg_io_config::MemoryLimit::FractionOfRam(f) => MemoryLimit::PercentOfRam(f * 100.0),
-        });
+        let budget = MemoryBudget::new(cfg.pipeline.memory_limit);
         let slides = &cfg.input.slides;
         self.progress.event(&ProgressEvent::RunStarted {
             slides: slides.len(),

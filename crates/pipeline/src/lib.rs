@@ -41,7 +41,7 @@ pub use engine::TorchModelProvider;
 pub use engine::{Engine, ModelFactory, ModelProvider, RunSummary, SlideModelContext, error_chain};
 pub use export_outputs::{ExportOutputs, export_spec};
 pub use model_params::{
-    ModelConfigError, architecture, cpu_threads, device, model_params, np_hv_params, torch_threads,
+    ModelConfigError, cpu_threads, device, model_params, np_hv_params, torch_threads,
 };
 pub use output_names::{output_paths, overlay_path, slide_stem, tasks};
 pub use output_spec::{check_outputs_writable, provenance, slide_output_spec, tagged_output_paths};

@@ -10,7 +10,7 @@ use mtseg_io_config::{Architecture, OutputFormat, RunConfig};
 pub fn tasks(arch: &Architecture) -> Vec<&'static str> {
     match arch {
         Architecture::HoVerNetPlus { .. } => vec!["nuclei_segmentation", "layer_segmentation"],
-        Architecture::TorchScript { heads } if heads.contains(&mtseg_io_config::HeadName::Ls) => {
+        Architecture::TorchScript { .. } if arch.has_head(mtseg_io_config::HeadKind::Ls) => {
             vec!["nuclei_segmentation", "layer_segmentation"]
         }
         _ => vec!["nuclei_segmentation"],

@@ -71,10 +71,7 @@ pub(crate) fn run_patch_images(job: &PatchJob<'_>, report: &mut Report<'_>) {
     let Some(first) = images.first() else {
         return;
     };
-    let (iw, ih) = (
-        u64::from(cfg.io.patch_input.width),
-        u64::from(cfg.io.patch_input.height),
-    );
+    let (iw, ih) = (cfg.io.patch_input.width, cfg.io.patch_input.height);
     let grid = mtseg_tiling::PatchGridBuilder::new(Size2::new(iw, ih), Size2::new(iw, ih))
         .patch_output(Size2::new(iw, ih))
         .stride(Size2::new(iw, ih))

@@ -119,10 +119,7 @@ pub fn plan_slide(cfg: &RunConfig, path: &Path) -> Result<SlidePlan, SlideError>
         outputs,
     };
     if cfg.input.mode == InputMode::Patch {
-        let (iw, ih) = (
-            u64::from(cfg.io.patch_input.width),
-            u64::from(cfg.io.patch_input.height),
-        );
+        let (iw, ih) = (cfg.io.patch_input.width, cfg.io.patch_input.height);
         if (w, h) != (iw, ih) {
             return Err(SlideError::PatchSize {
                 slide: path.to_path_buf(),
@@ -149,17 +146,18 @@ pub fn plan_slide(cfg: &RunConfig, path: &Path) -> Result<SlidePlan, SlideError>
     let selected = select_patches(&grid, mask.as_ref(), rule).map_err(grid_err)?;
     let boxes: Vec<[i64; 4]> = grid.iter().map(|p| p.output).collect();
     let indices: Vec<usize> = selected.iter().map(|(i, _)| *i as usize).collect();
-    let canvas =
-        CanvasPlan::new(&boxes, &indices, [w, h]).map_err(|source| SlideError::Canvas {
+    let canvas = CanvasPlan::new(&boxes, &indices, Size2::new(w, h)).map_err(|source| {
+        SlideError::Canvas {
             slide: path.to_path_buf(),
             source,
-        })?;
+        }
+    })?;
     let [cw, ch] = canvas.canvas_size().map(|v| v as u64);
     let [ox, oy] = canvas.origin();
     let tile_shape = cfg.io.tile_shape;
-    let postproc = if cw > u64::from(tile_shape.width) || ch > u64::from(tile_shape.height) {
+    let postproc = if cw > tile_shape.width || ch > tile_shape.height {
         let eff = cfg.io.effective_tile();
-        let tile = u64::from(eff.width.min(eff.height));
+        let tile = eff.width.min(eff.height);
         let image = Size2::new(w, h);
         let tiles = tile_layout(Size2::new(cw, ch), tile, u64::from(cfg.io.margin), |b| {
             let on_slide = [

@@ -97,9 +97,11 @@ pub(crate) fn layout(cfg: &RunConfig, path: &Path) -> Result<SlideLayout, SlideE
         select_patches(&grid, mask.as_ref(), stage_params::mask_rule(cfg)).map_err(grid_err)?;
     let boxes: Vec<[i64; 4]> = grid.iter().map(|p| p.output).collect();
     let indices: Vec<usize> = selected.iter().map(|(i, _)| *i as usize).collect();
-    let plan = CanvasPlan::new(&boxes, &indices, [w, h]).map_err(|source| SlideError::Canvas {
-        slide: path.to_path_buf(),
-        source,
+    let plan = CanvasPlan::new(&boxes, &indices, Size2::new(w, h)).map_err(|source| {
+        SlideError::Canvas {
+            slide: path.to_path_buf(),
+            source,
+        }
     })?;
     let tiles = postproc_tiles(cfg, plan.canvas_size()).map_err(grid_err)?;
     Ok(SlideLayout {
@@ -118,7 +120,7 @@ pub(crate) fn postproc_tiles(
     [cw, ch]: [usize; 2],
 ) -> Result<Vec<PostprocTile>, mtseg_tiling::GridError> {
     let raw = cfg.io.tile_shape;
-    if cw as u64 <= u64::from(raw.width) && ch as u64 <= u64::from(raw.height) {
+    if cw as u64 <= raw.width && ch as u64 <= raw.height {
         if cw == 0 || ch == 0 {
             return Ok(Vec::new());
         }
@@ -131,7 +133,7 @@ pub(crate) fn postproc_tiles(
     let eff = cfg.io.effective_tile();
     tile_layout(
         Size2::new(cw as u64, ch as u64),
-        u64::from(eff.width.min(eff.height)),
+        eff.width.min(eff.height),
         u64::from(cfg.io.margin),
         |_| true,
     )
@@ -214,10 +216,7 @@ pub(crate) fn run_wsi_slide(job: SlideJob<'_>) -> Result<SlideSummary, SlideErro
         .iter()
         .map(|k| StitchHead::new(k.name(), k.output_channels()))
         .collect();
-    let out = [
-        cfg.io.patch_output.height as usize,
-        cfg.io.patch_output.width as usize,
-    ];
+    let out = cfg.io.patch_output;
     let batch = cfg.model.batch_size.get() as usize;
     let stitch_err = |source| SlideError::Stitch {
         slide: path.clone(),
@@ -240,7 +239,7 @@ pub(crate) fn run_wsi_slide(job: SlideJob<'_>) -> Result<SlideSummary, SlideErro
         source: Box::new(source),
     };
     let mut driver = StreamingTileMode::new(
-        [cw, ch],
+        Size2::new(cw as u64, ch as u64),
         lay.tiles.clone(),
         u64::from(cfg.io.margin),
         np_hv_params(cfg),
@@ -248,7 +247,7 @@ pub(crate) fn run_wsi_slide(job: SlideJob<'_>) -> Result<SlideSummary, SlideErro
         [has_tp, has_ls],
     )
     .map_err(merge_err)?;
-    let window_bytes = (driver.max_window_rows(lay.plan.max_band_height().max(out[0]))
+    let window_bytes = (driver.max_window_rows(lay.plan.max_band_height().max(out.height as usize))
         * driver.row_bytes()) as u64;
     let _window = job
         .budget
