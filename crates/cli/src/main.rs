@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mtseg_io_config::RunConfig;
+use mtseg_io_config::{Device, RunConfig};
 
 use crate::exit_codes::{EXIT_CODES_HELP, Exit};
 use crate::progress_display::ProgressMode;
@@ -38,9 +38,10 @@ struct Args {
     #[arg(long)]
     overwrite: bool,
 
-    /// Run the model here instead of `[model] device`: "cpu", "auto", "cuda" or "cuda:N".
+    /// Run the model here instead of `[model] device`: "cpu", "auto", "cuda" or "cuda:N" (the
+    /// same grammar as the config: `Device`'s `FromStr`).
     #[arg(long, value_name = "DEVICE")]
-    device: Option<String>,
+    device: Option<Device>,
 
     /// How progress is shown on stderr: bars on a terminal and log lines otherwise (auto), or
     /// JSON lines, one event per line (json; schema in the README).
@@ -72,22 +73,10 @@ fn main() -> ExitCode {
     if args.overwrite {
         cfg.output.overwrite = true;
     }
-    let device = match args
-        .device
-        .as_deref()
-        .map(str::parse::<mtseg_infer::Device>)
-    {
-        None => None,
-        Some(Ok(d)) => Some(d),
-        Some(Err(e)) => {
-            eprintln!("error: --device: {e}");
-            return Exit::Usage.into();
-        }
-    };
     if args.dry_run {
         return dry_run_report::run(&cfg).into();
     }
-    run_report::run(&cfg, device, args.progress).into()
+    run_report::run(&cfg, args.device, args.progress).into()
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default level (warnings).
@@ -99,4 +88,73 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--device` as the CLI parses it, through clap.
+    fn flag(text: &str) -> Result<Option<Device>, String> {
+        Args::try_parse_from(["mtseg-pipeline", "-c", "run.toml", "--device", text])
+            .map(|a| a.device)
+            .map_err(|e| e.to_string())
+    }
+
+    /// `[model] device` as the config parses it.
+    fn config(text: &str) -> Result<Device, String> {
+        RunConfig::from_toml(
+            &format!(
+                "[model]\npreset = \"hovernet_fast-pannuke\"\ndevice = \"{text}\"\n\
+                 [input]\nslides = [\"a.svs\"]\n"
+            ),
+            std::path::Path::new("run.toml"),
+        )
+        .map(|c| c.model.device)
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn device_flag_and_config_accept_and_reject_the_same_strings() {
+        for text in [
+            "cpu",
+            "auto",
+            "cuda",
+            "cuda:0",
+            "cuda:7",
+            "CPU",
+            "Cuda:2",
+            " auto ",
+            "gpu",
+            "",
+            "cuda:",
+            "cuda:-1",
+            "cuda:+1",
+            "cuda:x",
+            "cuda 1",
+            "cuda:1.0",
+            "cpu:0",
+            "mps",
+            "cuda:99999999999",
+        ] {
+            match (flag(text), config(text)) {
+                (Ok(f), Ok(c)) => assert_eq!(f, Some(c), "{text:?}"),
+                (Err(f), Err(c)) => {
+                    // Both name the input and give the same reason (one parser).
+                    let reason = text.parse::<Device>().unwrap_err().to_string();
+                    assert!(f.contains(&reason), "{text:?}: {f}");
+                    assert!(c.contains(&reason), "{text:?}: {c}");
+                }
+                (f, c) => panic!("{text:?}: --device gives {f:?}, the config {c:?}"),
+            }
+        }
+        assert_eq!(flag("cuda"), Ok(Some(Device::Cuda(0))));
+        assert_eq!(flag("gpu").is_err(), config("gpu").is_err());
+    }
+
+    #[test]
+    fn device_flag_is_optional() {
+        let a = Args::try_parse_from(["mtseg-pipeline", "-c", "run.toml"]).unwrap();
+        assert_eq!(a.device, None);
+    }
 }

@@ -1,19 +1,7 @@
-//! Errors of the crate, split by phase: parsing a parameter, loading a model, running a batch.
+//! Errors of the crate, split by phase: loading a model, running a batch. (Parsing a device or
+//! precision fails with [`mtseg_types::ParseError`].)
 
 use std::path::PathBuf;
-
-/// A device or precision string that could not be parsed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-#[error("invalid {what} '{value}': expected {expected}")]
-pub struct ParseError {
-    /// What was being parsed ("device", "precision").
-    pub what: &'static str,
-    /// The text that was given.
-    pub value: String,
-    /// The accepted forms.
-    pub expected: &'static str,
-}
 
 /// Loading a model failed: the device, the weights file or the TorchScript module is not usable.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +138,12 @@ pub enum LoadError {
         /// What happened.
         detail: String,
     },
+}
+
+impl From<mtseg_types::InvalidArchitecture> for LoadError {
+    fn from(e: mtseg_types::InvalidArchitecture) -> Self {
+        Self::InvalidArchitecture { detail: e.detail }
+    }
 }
 
 fn hint(looks_like: Option<&str>) -> String {

@@ -3,8 +3,10 @@
 
 use tch::{Kind, Tensor};
 
+use mtseg_types::{HeadKind, HeadSpec};
+
 use crate::errors::InferError;
-use crate::heads::{HeadKind, HeadOutputs, HeadSpec, HeadTensor};
+use crate::heads::{HeadOutputs, HeadTensor};
 use crate::model::BatchView;
 
 /// The batch as an NCHW tensor of element type `kind` on `device`, divided by 255 when `scale`

@@ -1,82 +1,12 @@
-//! The head contract: which heads a model has and what a batch of head outputs looks like.
+//! What a batch of head outputs looks like. Which heads a model has is
+//! [`mtseg_types::HeadKind`] / [`mtseg_types::HeadSpec`].
 //!
 //! The values are exactly those of TIAToolbox's `HoVerNet.infer_batch` /
 //! `HoVerNetPlus.infer_batch`: NHWC float32, `np` = softmax over the 2 channels, channel 1 kept
 //! (nucleus probability); `hv` = the raw 2 channels (horizontal, vertical); `tp` and `ls` =
 //! argmax class id as a float (one channel).
 
-use std::fmt;
-
-/// One output head of a multi-task segmentation model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum HeadKind {
-    /// Nuclear pixels: softmax of 2 logits, channel 1 kept (probability of "nucleus").
-    Np,
-    /// Horizontal and vertical distance maps: 2 raw channels.
-    Hv,
-    /// Nucleus type: argmax over `num_types` logits, as float32.
-    Tp,
-    /// Tissue layer (HoVer-Net+): argmax over `num_layers` logits, as float32.
-    Ls,
-}
-
-impl HeadKind {
-    /// The state-dict / TIAToolbox name of the head ("np", "hv", "tp", "ls").
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Np => "np",
-            Self::Hv => "hv",
-            Self::Tp => "tp",
-            Self::Ls => "ls",
-        }
-    }
-
-    /// The head with this name, if it is one of the four.
-    #[must_use]
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "np" => Some(Self::Np),
-            "hv" => Some(Self::Hv),
-            "tp" => Some(Self::Tp),
-            "ls" => Some(Self::Ls),
-            _ => None,
-        }
-    }
-
-    /// Channels of this head in [`HeadOutputs`] (after softmax / argmax): 1, 2, 1, 1.
-    #[must_use]
-    pub fn output_channels(self) -> usize {
-        match self {
-            Self::Hv => 2,
-            Self::Np | Self::Tp | Self::Ls => 1,
-        }
-    }
-}
-
-impl fmt::Display for HeadKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A head as a model declares it: its kind and how many channels the network computes for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct HeadSpec {
-    /// Which head.
-    pub kind: HeadKind,
-    /// Channels of the raw network output (logits): np 2, hv 2, tp `num_types`, ls `num_layers`.
-    pub raw_channels: u32,
-}
-
-impl HeadSpec {
-    /// A head spec.
-    #[must_use]
-    pub fn new(kind: HeadKind, raw_channels: u32) -> Self {
-        Self { kind, raw_channels }
-    }
-}
+use mtseg_types::{HeadKind, HeadSpec};
 
 /// One head of one batch: NHWC float32, contiguous.
 #[derive(Debug, Clone, PartialEq)]
@@ -202,22 +132,6 @@ impl HeadOutputs {
     }
 }
 
-/// The heads TIAToolbox returns, in its order, for a HoVer-Net-style model.
-#[must_use]
-pub(crate) fn hovernet_heads(num_types: Option<u32>, num_layers: Option<u32>) -> Vec<HeadSpec> {
-    let mut heads = vec![
-        HeadSpec::new(HeadKind::Np, 2),
-        HeadSpec::new(HeadKind::Hv, 2),
-    ];
-    if let Some(t) = num_types {
-        heads.push(HeadSpec::new(HeadKind::Tp, t));
-    }
-    if let Some(l) = num_layers {
-        heads.push(HeadSpec::new(HeadKind::Ls, l));
-    }
-    heads
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,14 +184,6 @@ mod tests {
         assert!(e.contains("`indices`, patch 13"), "{e}");
         let e = ok.check(&specs, &[10, 11, 12], 3).unwrap_err().to_string();
         assert!(e.contains("`np`, patch 10"), "{e}");
-    }
-
-    #[test]
-    fn names_round_trip() {
-        for k in [HeadKind::Np, HeadKind::Hv, HeadKind::Tp, HeadKind::Ls] {
-            assert_eq!(HeadKind::from_name(k.name()), Some(k));
-        }
-        assert_eq!(HeadKind::from_name("xx"), None);
     }
 
     #[test]

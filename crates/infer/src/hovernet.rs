@@ -4,16 +4,18 @@ use std::path::Path;
 
 use tch::{Kind, Tensor};
 
+use mtseg_types::{Architecture, HeadSpec};
+
 use crate::errors::{InferError, LoadError};
 use crate::head_transform::{input_tensor, logits_to_outputs, to_nhwc_vec};
-use crate::heads::{HeadOutputs, HeadSpec, HeadTensor};
+use crate::heads::{HeadOutputs, HeadTensor};
 use crate::hovernet_blocks::{
     Conv, ConvSpec, DenseBlock, ParamSource, ResidualBlock, centre_crop, conv_relu,
     to_channels_last, upsample2x,
 };
 use crate::hovernet_spec::{DENSE_GROUPS, Geometry, decoder, encoder, layout};
 use crate::model::{BatchView, Model, check_patch_size};
-use crate::params::{Architecture, ForwardOptions};
+use crate::params::ForwardOptions;
 use crate::weights::WeightSet;
 
 /// One decoder branch (TIAToolbox `_create_decoder_branch`): u3, u2, u1, u0.
@@ -328,7 +330,7 @@ mod tests {
 
     use super::*;
     use crate::hovernet_spec::expected_tensors;
-    use crate::weights::RawTensor;
+    use crate::raw_tensor::RawTensor;
 
     /// Deterministic weights for `arch`: small values, BN statistics near (0, 1).
     fn synthetic_weights(arch: &Architecture) -> WeightSet {

@@ -11,7 +11,8 @@
 use tch::{Kind, Tensor};
 
 use crate::errors::{InferError, LoadError};
-use crate::weights::{RawTensor, WeightSet};
+use crate::raw_tensor::RawTensor;
+use crate::weights::WeightSet;
 
 /// BatchNorm epsilon of every TIAToolbox HoVer-Net BN.
 pub(crate) const BN_EPS: f64 = 1e-5;

@@ -7,7 +7,7 @@
 //! below hold the full widths and [`encoder`], [`decoder`], [`dense_channels`] and [`stem`] divide
 //! them.
 
-use crate::params::Architecture;
+use mtseg_types::Architecture;
 
 /// One tensor a model needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,9 +40,6 @@ const STEM: Stem = Stem {
     conv_bot: (2048, 1024),
     u1_conva: (256, 64),
 };
-/// Width divisors a slim HoVer-Net accepts: every channel count (and the dense units' 32-channel,
-/// 4-group convolution) stays a whole number of channels per group.
-pub(crate) const WIDTH_DIVISORS: [u32; 3] = [2, 4, 8];
 
 /// Channels of the layers outside the residual and dense blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,10 +260,9 @@ pub(crate) fn guess_architecture<'a>(
         },
         (3, t, None, 1) => Architecture::HoVerNetFast { num_types: t },
         (5, t, None, 1) => Architecture::HoVerNetOriginal { num_types: t },
-        (3, t, None, d) if WIDTH_DIVISORS.contains(&d) => Architecture::HoVerNetFastSlim {
-            num_types: t,
-            width_divisor: d,
-        },
+        (3, t, None, d) if d != 1 && Architecture::WIDTH_DIVISORS.contains(&d) => {
+            Architecture::hovernet_fast(t, d)
+        }
         _ => return None,
     };
     let spec = expected_tensors(&arch);
@@ -338,7 +334,7 @@ mod tests {
     #[test]
     fn slim_divides_every_channel_and_keeps_names() {
         let full = expected_tensors(&Architecture::HoVerNetFast { num_types: Some(4) });
-        for d in WIDTH_DIVISORS {
+        for d in Architecture::WIDTH_DIVISORS.into_iter().filter(|&d| d != 1) {
             let slim = expected_tensors(&Architecture::HoVerNetFastSlim {
                 num_types: Some(4),
                 width_divisor: d,

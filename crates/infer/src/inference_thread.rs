@@ -7,8 +7,10 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
+use mtseg_types::HeadSpec;
+
 use crate::errors::{InferError, LoadError};
-use crate::heads::{HeadOutputs, HeadSpec};
+use crate::heads::HeadOutputs;
 use crate::model::{InputBatch, Model};
 
 /// The result of one batch.
@@ -255,8 +257,9 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::heads::{HeadKind, HeadTensor};
+    use crate::heads::HeadTensor;
     use crate::model::BatchView;
+    use mtseg_types::HeadKind;
 
     /// Mean of the red channel as np, for checking plumbing.
     struct Fake(Vec<HeadSpec>);

@@ -10,15 +10,19 @@
 //! ```
 //! The `pipeline` crate turns the run config's `[model]` table into [`ModelParams`], starts an
 //! [`InferenceThread`] per device and moves batches in and [`HeadOutputs`] out through bounded
-//! channels. This crate depends on no other mtseg crate.
+//! channels. Of the mtseg crates it depends only on `mtseg-types`, which defines the
+//! architecture, heads, device and precision this crate loads and runs (re-exported here).
 //!
 //! # Brief overview
 //!
-//! - [`HeadKind`], [`HeadSpec`], [`HeadOutputs`]: the contract. Values are those of TIAToolbox's
-//!   `infer_batch`: NHWC float32; `np` = softmax channel 1, `hv` raw, `tp` / `ls` = argmax as float.
-//! - [`Architecture`], [`Device`], [`Precision`], [`ForwardOptions`], [`ModelParams`]: what to load.
-//!   [`Architecture::HoVerNetFastSlim`] is HoVer-Net fast with every channel count divided by 2, 4
-//!   or 8 (same tensor names): the architecture of the small demo model in `models/`.
+//! - [`HeadKind`], [`HeadSpec`] (from `mtseg-types`), [`HeadOutputs`]: the contract. Values are
+//!   those of TIAToolbox's `infer_batch`: NHWC float32; `np` = softmax channel 1, `hv` raw,
+//!   `tp` / `ls` = argmax as float.
+//! - [`Architecture`], [`Device`], [`Precision`] (from `mtseg-types`), [`ForwardOptions`],
+//!   [`ModelParams`]: what to load. [`Architecture::HoVerNetFastSlim`] is HoVer-Net fast with every
+//!   channel count divided by 2, 4 or 8 (same tensor names): the architecture of the small demo
+//!   model in `models/`. This crate adds what needs libtorch or the weights: the state-dict
+//!   layout of each architecture, loading, BatchNorm folding and the forward.
 //! - [`WeightSet`]: TIAToolbox `.pth` (a `torch.save`d state dict, possibly nested) and
 //!   `.safetensors` files, read in pure Rust and checked tensor by tensor against the architecture.
 //! - [`Model`] and [`InferenceThread`]: a batched forward, and the thread that runs it.
@@ -68,6 +72,7 @@
 
 #![cfg_attr(not(feature = "torch"), forbid(unsafe_code))]
 
+#[cfg(feature = "torch")]
 mod device;
 mod errors;
 mod heads;
@@ -75,6 +80,7 @@ mod hovernet_spec;
 mod inference_thread;
 mod model;
 mod params;
+mod raw_tensor;
 mod weights;
 mod weights_pth;
 mod weights_safetensors;
@@ -90,13 +96,14 @@ mod load;
 #[cfg(feature = "torch")]
 mod torchscript;
 
-pub use device::{Device, Precision};
-pub use errors::{InferError, LoadError, ParseError};
-pub use heads::{HeadKind, HeadOutputs, HeadSpec, HeadTensor};
+pub use errors::{InferError, LoadError};
+pub use heads::{HeadOutputs, HeadTensor};
 pub use inference_thread::{BatchResult, BatchSender, InferenceThread};
 pub use model::{BatchView, InputBatch, Model};
-pub use params::{Architecture, ForwardOptions, ModelParams};
-pub use weights::{RawTensor, WeightSet};
+pub use mtseg_types::{Architecture, Device, HeadKind, HeadSpec, ParseError, Precision};
+pub use params::{ForwardOptions, ModelParams};
+pub use raw_tensor::RawTensor;
+pub use weights::WeightSet;
 
 #[cfg(feature = "torch")]
 pub use hovernet::HoVerNet;

@@ -1,10 +1,12 @@
 //! `load_model`: from [`ModelParams`] to a ready [`Model`] on the resolved device.
 
-use crate::device::torch_device;
+use mtseg_types::Architecture;
+
+use crate::device as torch_device;
 use crate::errors::LoadError;
 use crate::hovernet::HoVerNet;
 use crate::model::Model;
-use crate::params::{Architecture, ModelParams};
+use crate::params::ModelParams;
 use crate::torchscript::TorchScriptModel;
 
 /// Loads the model `params` describes: checks the architecture, resolves the device (`auto` →

@@ -1,7 +1,9 @@
 //! The `Model` trait and the input batch types.
 
+use mtseg_types::HeadSpec;
+
 use crate::errors::InferError;
-use crate::heads::{HeadOutputs, HeadSpec};
+use crate::heads::HeadOutputs;
 
 /// A borrowed batch of RGB patches: `n` patches of `height` × `width` × 3 bytes, NHWC, contiguous.
 #[derive(Debug, Clone, Copy)]

@@ -11,11 +11,12 @@ use std::path::Path;
 
 use tch::{CModule, IValue, Kind, Tensor};
 
+use mtseg_types::{Architecture, HeadSpec};
+
 use crate::errors::{InferError, LoadError};
 use crate::head_transform::{input_tensor, logits_to_outputs};
-use crate::heads::{HeadOutputs, HeadSpec};
+use crate::heads::HeadOutputs;
 use crate::model::{BatchView, Model, check_patch_size};
-use crate::params::Architecture;
 
 /// A loaded TorchScript module with declared heads.
 pub struct TorchScriptModel {

@@ -14,7 +14,7 @@ use zip::CompressionMethod;
 use zip::result::ZipError;
 
 use crate::errors::LoadError;
-use crate::weights::{Dtype, RawTensor, gather};
+use crate::raw_tensor::{Dtype, RawTensor, gather};
 
 /// All tensors of the state dict in the `.pth` archive `bytes`, in pickle order.
 pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<Vec<(String, RawTensor)>, LoadError> {

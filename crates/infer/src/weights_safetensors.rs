@@ -5,7 +5,7 @@ use std::path::Path;
 use safetensors::{Dtype as StDtype, SafeTensors};
 
 use crate::errors::LoadError;
-use crate::weights::{Dtype, RawTensor, gather};
+use crate::raw_tensor::{Dtype, RawTensor, gather};
 
 /// All tensors of the safetensors file `bytes` (read from `path`), in header order.
 pub(crate) fn read(path: &Path, bytes: &[u8]) -> Result<Vec<(String, RawTensor)>, LoadError> {

@@ -4,7 +4,7 @@
 //! row received.
 
 use mtseg_postproc::{LayerRegion, NpHvParams, NucleusInstance};
-use mtseg_tiling::PostprocTile;
+use mtseg_tiling::{PostprocTile, Size2};
 
 use crate::merge_errors::MergeError;
 use crate::tiatoolbox_compat::TiaToolboxCompat;
@@ -67,21 +67,21 @@ pub struct StreamingTileMode {
 }
 
 impl StreamingTileMode {
-    /// A driver for a `[width, height]` canvas and the `tiles` of its layout (as
+    /// A driver for a `canvas` of that size and the `tiles` of its layout (as
     /// [`mtseg_tiling::tile_layout`] gives them, or one tile covering the canvas for TIAToolbox's
     /// full-canvas mode), with or without type (`tp`) and layer (`ls`) maps.
     ///
     /// # Errors
     /// As [`TileMerger::new`].
     pub fn new(
-        canvas: [usize; 2],
+        canvas: Size2,
         tiles: Vec<PostprocTile>,
         margin: u64,
         np_hv: NpHvParams,
         compat: TiaToolboxCompat,
         maps: [bool; 2],
     ) -> Result<Self, MergeError> {
-        let [width, height] = canvas;
+        let [width, height] = canvas.to_usize();
         let [has_tp, has_ls] = maps;
         let end_row = |t: &PostprocTile| t.bounds[3].clamp(0, height as i64) as usize;
         let mut order: Vec<usize> = (0..tiles.len()).collect();

@@ -414,7 +414,7 @@ pub fn full_canvas_mode(
 
 /// TIAToolbox's dense tile-mode layer map (the semantic task's `predictions` as
 /// `_update_tile_based_predictions_array` fills it): each tile of the layout of a
-/// `width x height` canvas (tile side `tile`, margin `margin`, every tile kept) cleans its crop
+/// `canvas`-sized map (tile side `tile`, margin `margin`, every tile kept) cleans its crop
 /// of `ls` with [`proc_layers`] and overwrites its bounds, in layout order (full tiles, then
 /// strips, then crosses). The tile-mode layer polygons partition exactly this map (see
 /// [`TiaToolboxCompat`]`::layer_margin_rules`); tests and tools use it as the reference. One
@@ -425,14 +425,13 @@ pub fn full_canvas_mode(
 /// layer post-processing fails (e.g. `ls` shorter than the canvas).
 pub fn dense_tile_layer_map(
     ls: &[f32],
-    [width, height]: [usize; 2],
+    canvas: Size2,
     tile: u64,
     margin: u64,
 ) -> Result<Vec<u8>, MergeError> {
-    let (w_all, h_all) = (width, height);
+    let [w_all, h_all] = canvas.to_usize();
     let mut out = vec![0u8; w_all * h_all];
-    let extent = Size2::new(w_all as u64, h_all as u64);
-    for t in tile_layout(extent, tile, margin, |_| true)? {
+    for t in tile_layout(canvas, tile, margin, |_| true)? {
         let c = |v: i64, hi: usize| v.clamp(0, hi as i64) as usize;
         let [x0, y0, x1, y1] = [
             c(t.bounds[0], w_all),

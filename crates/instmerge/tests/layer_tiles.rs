@@ -82,7 +82,7 @@ fn tile_layer_polygons_partition_tiatoolboxs_dense_map() -> Result<()> {
             ..params
         },
     )?;
-    let dense = dense_tile_layer_map(&ls, [W, H], tile, margin)?;
+    let dense = dense_tile_layer_map(&ls, Size2::new(W as u64, H as u64), tile, margin)?;
     let full_map = proc_layers(&ls, H, W)?;
     let ours_map = rasterise(&ours.layers);
     let (a_dense, a_full) = (
@@ -140,7 +140,7 @@ fn tile_layer_polygons_partition_tiatoolboxs_dense_map() -> Result<()> {
     // streamed in uneven row chunks: the same polygons and ids
     let tiles = tile_layout(Size2::new(W as u64, H as u64), tile, margin, |_| true)?;
     let mut d = StreamingTileMode::new(
-        [W, H],
+        Size2::new(W as u64, H as u64),
         tiles,
         margin,
         params.np_hv,

@@ -26,7 +26,7 @@ fn stream(m: &Maps, tile: u64, margin: u64, chunks: &[usize]) -> Result<Vec<(u64
     let tiles = tile_layout(Size2::new(m.w as u64, m.h as u64), tile, margin, |_| true)?;
     let params = TileModeParams::new(tile, margin);
     let mut d = StreamingTileMode::new(
-        [m.w, m.h],
+        Size2::new(m.w as u64, m.h as u64),
         tiles,
         margin,
         params.np_hv,
@@ -152,7 +152,7 @@ fn rows_out_of_order_are_an_error() -> Result<()> {
     let tiles = tile_layout(Size2::new(10, 10), 10, 0, |_| true)?;
     let p = TileModeParams::new(10, 0);
     let mut d = StreamingTileMode::new(
-        [10, 10],
+        Size2::new(10, 10),
         tiles,
         0,
         p.np_hv,

@@ -14,9 +14,14 @@
 //!   any `[io]` key overrides the preset.
 //! - Impossible shapes (stride larger than the output patch, output larger than the input, a tile
 //!   smaller than a patch, a margin wider than half a tile) are rejected here, before any work.
+//! - Values are resolved into the shared types of `mtseg-types` (re-exported here): the
+//!   [`Architecture`] (heads, width divisor, and for TorchScript the head channels from the class
+//!   names and the sizes from `[io]`), [`Device`], [`Precision`], [`MemoryLimit`] and [`Size2`].
+//!   Their grammars are those types' `FromStr`, so the CLI's `--device` accepts exactly what
+//!   `[model] device` accepts.
 //!
 //! ```
-//! use mtseg_io_config::{RunConfig, Shape2};
+//! use mtseg_io_config::{RunConfig, Size2};
 //! let toml = r#"
 //!     [model]
 //!     preset = "hovernet_fast-pannuke"
@@ -26,8 +31,8 @@
 //!     slides = ["slide.svs"]
 //! "#;
 //! let cfg = RunConfig::from_toml(toml, "run.toml".as_ref()).unwrap();
-//! assert_eq!(cfg.io.patch_input, Shape2::square(256));
-//! assert_eq!(cfg.io.stride, Shape2::square(128));
+//! assert_eq!(cfg.io.patch_input, Size2::square(256));
+//! assert_eq!(cfg.io.stride, Size2::square(128));
 //!
 //! let typo = RunConfig::from_toml("[io]\nstrde = 3\n", "run.toml".as_ref()).unwrap_err();
 //! assert!(typo.to_string().contains("did you mean `stride`?"));
@@ -39,11 +44,12 @@
 //!   directory, so a manifest can sit beside its slides.
 //! - A glob that matches nothing is a config error; a plain path that does not exist is not: it is
 //!   reported as a failed slide at run time and the other slides still run.
+//! - Shapes are written in the config as one number or TIAToolbox's `[height, width]`, and held
+//!   as [`Size2`] (width, height), the axis order of every stage.
 //! - The raw serde layer keeps the source span of every checked value, so semantic errors found
 //!   after parsing (a zero stride, an unknown preset) still carry their line.
 #![forbid(unsafe_code)]
 
-mod byte_size;
 mod config_errors;
 mod model_io;
 mod presets;
@@ -51,9 +57,11 @@ mod raw_config;
 mod run_config;
 
 pub use config_errors::{ConfigError, Location};
-pub use model_io::{Architecture, HeadName, ModelIo, ResolutionSpec, Shape2};
+pub use model_io::{ModelIo, ResolutionSpec};
+/// The shared vocabulary the config resolves into, re-exported so that callers need one import.
+pub use mtseg_types::{Architecture, Device, HeadKind, HeadSpec, MemoryLimit, Precision, Size2};
 pub use presets::{PRESET_NAMES, Preset, preset};
 pub use run_config::{
-    BackendChoice, DeviceSpec, InputConfig, InputMode, Interpolation, MaskRuleChoice, MaskSpec,
-    MemoryLimit, ModelConfig, OutputConfig, OutputFormat, PipelineConfig, Precision, RunConfig,
+    BackendChoice, InputConfig, InputMode, Interpolation, MaskRuleChoice, MaskSpec, ModelConfig,
+    OutputConfig, OutputFormat, PipelineConfig, RunConfig,
 };

@@ -4,7 +4,9 @@
 //! All five read and write at the same resolution (TIAToolbox's `output_resolutions` equal the
 //! input one) and use `margin = 128`.
 
-use crate::model_io::{Architecture, ModelIo, ResolutionSpec, Shape2};
+use mtseg_types::{Architecture, Size2};
+
+use crate::model_io::{ModelIo, ResolutionSpec};
 
 /// A named, complete model setup: architecture, IO shapes and class names.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,13 +54,13 @@ const OED_LAYERS: &[&str] = &[
     "Keratin",
 ];
 
-fn io(mpp: f64, input: u32, output: u32, tile: u32) -> ModelIo {
+fn io(mpp: f64, input: u64, output: u64, tile: u64) -> ModelIo {
     ModelIo {
         resolution: ResolutionSpec::Mpp(mpp),
-        patch_input: Shape2::square(input),
-        patch_output: Shape2::square(output),
-        stride: Shape2::square(output),
-        tile_shape: Shape2::square(tile),
+        patch_input: Size2::square(input),
+        patch_output: Size2::square(output),
+        stride: Size2::square(output),
+        tile_shape: Size2::square(tile),
         margin: 128,
     }
 }
@@ -131,6 +133,7 @@ mod tests {
             assert!(p.io.patch_output.height <= p.io.patch_input.height);
             match p.architecture {
                 Architecture::HoVerNetFast { num_types }
+                | Architecture::HoVerNetFastSlim { num_types, .. }
                 | Architecture::HoVerNetOriginal { num_types } => {
                     assert_eq!(num_types.map_or(0, |n| n as usize), p.nuclei_classes.len());
                 }
@@ -150,13 +153,13 @@ mod tests {
     #[test]
     fn shapes_match_pretrained_model_yaml() {
         let p = preset("hovernet_original-kumar").unwrap();
-        assert_eq!(p.io.patch_input, Shape2::square(270));
-        assert_eq!(p.io.patch_output, Shape2::square(80));
-        assert_eq!(p.io.tile_shape, Shape2::square(2048));
+        assert_eq!(p.io.patch_input, Size2::square(270));
+        assert_eq!(p.io.patch_output, Size2::square(80));
+        assert_eq!(p.io.tile_shape, Size2::square(2048));
         let p = preset("hovernetplus-oed").unwrap();
         assert_eq!(p.io.resolution, ResolutionSpec::Mpp(0.5));
-        assert_eq!(p.io.tile_shape, Shape2::square(2048));
+        assert_eq!(p.io.tile_shape, Size2::square(2048));
         let p = preset("hovernet_original-consep").unwrap();
-        assert_eq!(p.io.tile_shape, Shape2::square(1024));
+        assert_eq!(p.io.tile_shape, Size2::square(1024));
     }
 }

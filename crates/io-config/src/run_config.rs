@@ -7,44 +7,12 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
+use mtseg_types::{Architecture, Device, HeadKind, HeadSpec, MemoryLimit, Precision, Size2};
+
 use crate::config_errors::{ConfigError, Location, backticked, closest, table_at};
-use crate::model_io::{Architecture, HeadName, ModelIo, ResolutionSpec, Shape2};
+use crate::model_io::{ModelIo, ResolutionSpec};
 use crate::presets::{PRESET_NAMES, preset};
 use crate::raw_config::{RawConfig, RawResolution, RawShape, keys_of};
-
-/// Where the model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceSpec {
-    /// CUDA device 0 when one is usable, else the CPU.
-    Auto,
-    /// The CPU.
-    Cpu,
-    /// CUDA device N.
-    Cuda(u32),
-}
-
-impl DeviceSpec {
-    /// Parses `"auto"`, `"cpu"`, `"cuda"` (= `cuda:0`) or `"cuda:N"`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "auto" => Some(Self::Auto),
-            "cpu" => Some(Self::Cpu),
-            "cuda" => Some(Self::Cuda(0)),
-            _ => s.strip_prefix("cuda:")?.parse().ok().map(Self::Cuda),
-        }
-    }
-}
-
-/// Floating-point precision of the forward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precision {
-    /// 32-bit floats (default; the only choice on the CPU).
-    Fp32,
-    /// bfloat16 autocast (CUDA only).
-    Bf16,
-    /// float16 autocast (CUDA only).
-    Fp16,
-}
 
 /// How patches are resampled when the processing resolution differs from a pyramid level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,37 +92,25 @@ impl OutputFormat {
     }
 }
 
-/// The memory budget of a run.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MemoryLimit {
-    /// A number of bytes.
-    Bytes(u64),
-    /// A fraction (0, 1] of the memory available to the process (RAM or cgroup limit).
-    FractionOfRam(f64),
-}
-
 /// `[model]`, resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
     /// The preset the values came from, if any.
     pub preset: Option<String>,
-    /// The network.
+    /// The network, with its heads, width divisor and (TorchScript) patch sizes.
     pub architecture: Architecture,
     /// The weights file (`.pth`, `.safetensors`, or TorchScript `.pt`).
     pub weights: Option<PathBuf>,
-    /// Where to run.
-    pub device: DeviceSpec,
+    /// Where to run (`device`, [`Device`]'s grammar).
+    pub device: Device,
     /// Patches per forward pass.
     pub batch_size: NonZeroU32,
-    /// Precision of the forward pass.
+    /// Precision of the forward pass (`precision`, [`Precision`]'s grammar).
     pub precision: Precision,
     /// Nucleus class names, index = class id.
     pub nuclei_classes: Vec<String>,
     /// Tissue-layer class names, index = class id.
     pub layer_classes: Vec<String>,
-    /// HoVer-Net fast with every channel count divided by this (1, 2, 4 or 8; 1 = the full
-    /// network). The demo model in `models/` is 8.
-    pub width_divisor: u32,
 }
 
 /// `[input]`, resolved.
@@ -197,7 +153,7 @@ pub struct OutputConfig {
 /// `[pipeline]`, resolved. None of these change results, only speed and memory.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PipelineConfig {
-    /// Memory budget.
+    /// Memory budget (`memory_limit`, [`MemoryLimit`]'s grammar; default 50% of the RAM).
     pub memory_limit: MemoryLimit,
     /// Capacity of each bounded channel between stages.
     pub queue_capacity: NonZeroU32,
@@ -292,6 +248,14 @@ fn toml_error(source: &str, path: &Path, e: &toml::de::Error) -> ConfigError {
     }
 }
 
+/// The network as `[model]` names it, before `[io]` and the class names are known.
+enum ArchChoice {
+    /// A HoVer-Net flavour, complete.
+    Native(Architecture),
+    /// A TorchScript module with these heads, in output order.
+    TorchScript(Vec<HeadKind>),
+}
+
 struct Resolver<'a> {
     source: &'a str,
     path: &'a Path,
@@ -354,7 +318,8 @@ impl Resolver<'_> {
             .map_err(|_| self.err(v, key, format!("{n} is too large (at most {})", u32::MAX)))
     }
 
-    fn shape(&self, v: &Spanned<RawShape>, key: &str) -> Result<Shape2, ConfigError> {
+    /// A shape as the config writes it (one number, or TIAToolbox's `[height, width]`).
+    fn shape(&self, v: &Spanned<RawShape>, key: &str) -> Result<Size2, ConfigError> {
         let (h, w) = match v.get_ref() {
             RawShape::Square(n) => (*n, *n),
             RawShape::HeightWidth(hw) if hw.len() == 2 => (hw[0], hw[1]),
@@ -381,10 +346,7 @@ impl Resolver<'_> {
                 ));
             }
         }
-        Ok(Shape2 {
-            height: h as u32,
-            width: w as u32,
-        })
+        Ok(Size2::new(w as u64, h as u64))
     }
 
     fn resolution(
@@ -441,7 +403,7 @@ impl Resolver<'_> {
             })?),
             None => None,
         };
-        let architecture = self.architecture(&rm, preset.as_ref().map(|p| &p.architecture))?;
+        let choice = self.architecture(&rm, preset.as_ref().map(|p| &p.architecture))?;
 
         // ---- io
         let base = preset.as_ref().map(|p| p.io);
@@ -451,7 +413,7 @@ impl Resolver<'_> {
                 self.missing("io.resolution", "is required when no preset is given")
             })?,
         };
-        let shape_or = |v: &Option<Spanned<RawShape>>, key: &str, from: Option<Shape2>| match v {
+        let shape_or = |v: &Option<Spanned<RawShape>>, key: &str, from: Option<Size2>| match v {
             Some(s) => self.shape(s, key),
             None => from.ok_or_else(|| self.missing(key, "is required when no preset is given")),
         };
@@ -474,7 +436,7 @@ impl Resolver<'_> {
         let tile_shape = shape_or(
             &ri.tile_shape,
             "io.tile_shape",
-            Some(base.map_or(Shape2::square(2048), |b| b.tile_shape)),
+            Some(base.map_or(Size2::square(2048), |b| b.tile_shape)),
         )?;
         let margin = match &ri.margin {
             Some(m) => self.non_negative(m, "io.margin")?,
@@ -488,7 +450,7 @@ impl Resolver<'_> {
             tile_shape,
             margin,
         };
-        self.check_shapes(&io, &ri, &architecture)?;
+        self.check_shapes(&io, &ri, &choice)?;
         let interpolation = match &ri.interpolation {
             Some(v) => self.choice(
                 v,
@@ -504,7 +466,7 @@ impl Resolver<'_> {
             None => Interpolation::Optimise,
         };
 
-        let model = self.model(rm, preset.as_ref(), architecture)?;
+        let model = self.model(rm, preset.as_ref(), choice, &io)?;
         let input = self.input(raw.input.unwrap_or_default())?;
         let output = self.output(raw.output.unwrap_or_default())?;
         let pipeline = self.pipeline(raw.pipeline.unwrap_or_default())?;
@@ -526,11 +488,14 @@ impl Resolver<'_> {
         })
     }
 
+    /// The network as far as `[model]` alone says: native architectures complete, a
+    /// TorchScript module with its head kinds (channels and sizes come from the classes and
+    /// `[io]`, see [`Resolver::model`]).
     fn architecture(
         &self,
         rm: &crate::raw_config::RawModel,
         from_preset: Option<&Architecture>,
-    ) -> Result<Architecture, ConfigError> {
+    ) -> Result<ArchChoice, ConfigError> {
         let num_types = rm
             .num_types
             .as_ref()
@@ -546,13 +511,8 @@ impl Resolver<'_> {
                 h.get_ref()
                     .iter()
                     .map(|name| {
-                        HeadName::parse(name).ok_or_else(|| {
-                            self.err(
-                                h,
-                                "model.heads",
-                                format!("unknown head `{name}`; heads are np, hv, tp, ls"),
-                            )
-                        })
+                        name.parse::<HeadKind>()
+                            .map_err(|e| self.err(h, "model.heads", e.to_string()))
                     })
                     .collect::<Result<Vec<_>, _>>()?,
             ),
@@ -577,7 +537,9 @@ impl Resolver<'_> {
                 ],
             )?,
             None => match from_preset {
-                Some(Architecture::HoVerNetFast { .. }) => Kind::Fast,
+                Some(Architecture::HoVerNetFast { .. } | Architecture::HoVerNetFastSlim { .. }) => {
+                    Kind::Fast
+                }
                 Some(Architecture::HoVerNetOriginal { .. }) => Kind::Original,
                 Some(Architecture::HoVerNetPlus { .. }) => Kind::Plus,
                 Some(Architecture::TorchScript { .. }) => Kind::Script,
@@ -591,62 +553,90 @@ impl Resolver<'_> {
                 }
             },
         };
-        let preset_types = match from_preset {
-            Some(
-                Architecture::HoVerNetFast { num_types }
-                | Architecture::HoVerNetOriginal { num_types },
-            ) => *num_types,
-            Some(Architecture::HoVerNetPlus { num_types, .. }) => Some(*num_types),
-            _ => None,
-        };
+        let preset_types = from_preset.and_then(Architecture::num_types);
         let preset_layers = match from_preset {
             Some(Architecture::HoVerNetPlus { num_layers, .. }) => Some(*num_layers),
             _ => None,
         };
+        let width_divisor = match &rm.width_divisor {
+            None => from_preset.map_or(1, Architecture::width_divisor),
+            Some(w) => {
+                let v = self.positive(w, "model.width_divisor")?;
+                if !matches!(kind, Kind::Fast) {
+                    return Err(self.err(
+                        w,
+                        "model.width_divisor",
+                        "applies to architecture = \"hovernet-fast\" only",
+                    ));
+                }
+                if !Architecture::WIDTH_DIVISORS.contains(&v) {
+                    let allowed: Vec<String> = Architecture::WIDTH_DIVISORS
+                        .iter()
+                        .map(u32::to_string)
+                        .collect();
+                    let (last, rest) = allowed.split_last().expect("four divisors");
+                    return Err(self.err(
+                        w,
+                        "model.width_divisor",
+                        format!("must be {} or {last}", rest.join(", ")),
+                    ));
+                }
+                v
+            }
+        };
         let arch = match kind {
-            Kind::Fast => Architecture::HoVerNetFast {
-                num_types: num_types.or(preset_types),
-            },
+            Kind::Fast => Architecture::hovernet_fast(num_types.or(preset_types), width_divisor),
             Kind::Original => Architecture::HoVerNetOriginal {
                 num_types: num_types.or(preset_types),
             },
             Kind::Plus => Architecture::HoVerNetPlus {
-                num_types: num_types.or(preset_types).ok_or_else(|| self.missing("model.num_types", "hovernetplus needs num_types"))?,
-                num_layers: num_layers
-                    .or(preset_layers)
-                    .ok_or_else(|| self.missing("model.num_layers", "hovernetplus needs num_layers"))?,
-            },
-            Kind::Script => Architecture::TorchScript {
-                heads: heads.clone().ok_or_else(|| {
-                    self.missing("model.heads", "a torchscript model must declare its heads, e.g. heads = [\"np\", \"hv\", \"tp\"]")
+                num_types: num_types.or(preset_types).ok_or_else(|| {
+                    self.missing("model.num_types", "hovernetplus needs num_types")
+                })?,
+                num_layers: num_layers.or(preset_layers).ok_or_else(|| {
+                    self.missing("model.num_layers", "hovernetplus needs num_layers")
                 })?,
             },
+            Kind::Script => {
+                let heads = heads.clone().ok_or_else(|| {
+                    self.missing("model.heads", "a torchscript model must declare its heads, e.g. heads = [\"np\", \"hv\", \"tp\"]")
+                })?;
+                let h = rm.heads.as_ref().expect("torchscript heads were given");
+                if !heads.contains(&HeadKind::Np) || !heads.contains(&HeadKind::Hv) {
+                    return Err(self.err(
+                        h,
+                        "model.heads",
+                        "the head contract needs at least np and hv",
+                    ));
+                }
+                let twice = (1..heads.len()).find(|&i| heads[..i].contains(&heads[i]));
+                if let Some(i) = twice {
+                    return Err(self.err(
+                        h,
+                        "model.heads",
+                        format!("head {} is declared twice", heads[i]),
+                    ));
+                }
+                return Ok(ArchChoice::TorchScript(heads));
+            }
         };
-        if let (Some(h), false) = (&rm.heads, matches!(arch, Architecture::TorchScript { .. })) {
+        if let Some(h) = &rm.heads {
             return Err(self.err(
                 h,
                 "model.heads",
                 "heads are declared only for architecture = \"torchscript\"",
             ));
         }
-        if let Architecture::TorchScript { heads } = &arch
-            && (!heads.contains(&HeadName::Np) || !heads.contains(&HeadName::Hv))
-        {
-            let h = rm.heads.as_ref().expect("torchscript heads were given");
-            return Err(self.err(
-                h,
-                "model.heads",
-                "the head contract needs at least np and hv",
-            ));
-        }
-        Ok(arch)
+        arch.validate()
+            .map_err(|e| self.missing("model.architecture", e.to_string()))?;
+        Ok(ArchChoice::Native(arch))
     }
 
     fn check_shapes(
         &self,
         io: &ModelIo,
         ri: &crate::raw_config::RawIo,
-        arch: &Architecture,
+        arch: &ArchChoice,
     ) -> Result<(), ConfigError> {
         let at = |v: &Option<Spanned<RawShape>>, key: &str, msg: String| match v {
             Some(s) => self.err(s, key, msg),
@@ -676,7 +666,7 @@ impl Resolver<'_> {
             ));
         }
         let eff = io.effective_tile();
-        if 2 * io.margin > eff.height.min(eff.width) {
+        if 2 * u64::from(io.margin) > eff.height.min(eff.width) {
             let e = match &ri.margin {
                 Some(m) => self.err(m, "io.margin", String::new()),
                 None => self.missing("io.margin", String::new()),
@@ -704,8 +694,10 @@ impl Resolver<'_> {
                 other => other,
             });
         }
-        if let Some((nat_in, nat_out)) = arch.native_patch_shapes() {
-            if i != Shape2::square(nat_in) {
+        if let ArchChoice::Native(arch) = arch
+            && let Some((nat_in, nat_out)) = arch.native_patch_sizes()
+        {
+            if i != Size2::square(u64::from(nat_in)) {
                 return Err(at(
                     &ri.patch_input,
                     "io.patch_input",
@@ -715,7 +707,7 @@ impl Resolver<'_> {
                     ),
                 ));
             }
-            if o != Shape2::square(nat_out) {
+            if o != Size2::square(u64::from(nat_out)) {
                 return Err(at(
                     &ri.patch_output,
                     "io.patch_output",
@@ -729,38 +721,33 @@ impl Resolver<'_> {
         Ok(())
     }
 
+    /// `[model]` apart from the architecture's kind, and the architecture completed: a
+    /// TorchScript module's head channels come from the class names, its sizes from `[io]`.
     fn model(
         &self,
         rm: crate::raw_config::RawModel,
         preset: Option<&crate::presets::Preset>,
-        architecture: Architecture,
+        choice: ArchChoice,
+        io: &ModelIo,
     ) -> Result<ModelConfig, ConfigError> {
         let device = match &rm.device {
-            Some(d) => DeviceSpec::parse(d.get_ref()).ok_or_else(|| {
-                self.err(
-                    d,
-                    "model.device",
-                    format!(
-                        "unknown device `{}`; use \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"",
-                        d.get_ref()
-                    ),
-                )
-            })?,
-            None => DeviceSpec::Auto,
+            Some(d) => d
+                .get_ref()
+                .parse::<Device>()
+                .map_err(|e| self.err(d, "model.device", e.to_string()))?,
+            None => Device::Auto,
         };
         let precision = match &rm.precision {
-            Some(p) => self.choice(
-                p,
-                "model.precision",
-                &[
-                    ("fp32", Precision::Fp32),
-                    ("bf16", Precision::Bf16),
-                    ("fp16", Precision::Fp16),
-                ],
-            )?,
+            Some(p) => p.get_ref().parse::<Precision>().map_err(|e| {
+                let err = self.err(p, "model.precision", e.to_string());
+                match closest(p.get_ref(), Precision::NAMES) {
+                    Some(c) => err.with_hint(format!("did you mean `{c}`?")),
+                    None => err,
+                }
+            })?,
             None => Precision::Fp32,
         };
-        if precision != Precision::Fp32 && device == DeviceSpec::Cpu {
+        if precision != Precision::Fp32 && device == Device::Cpu {
             let p = rm
                 .precision
                 .as_ref()
@@ -776,23 +763,6 @@ impl Resolver<'_> {
             None => 8,
         };
         let batch_size = NonZeroU32::new(batch_size).expect("positive() returns > 0");
-        let width_divisor = match &rm.width_divisor {
-            None => 1,
-            Some(w) => {
-                let v = self.positive(w, "model.width_divisor")?;
-                if !matches!(architecture, Architecture::HoVerNetFast { .. }) {
-                    return Err(self.err(
-                        w,
-                        "model.width_divisor",
-                        "applies to architecture = \"hovernet-fast\" only",
-                    ));
-                }
-                if ![1, 2, 4, 8].contains(&v) {
-                    return Err(self.err(w, "model.width_divisor", "must be 1, 2, 4 or 8"));
-                }
-                v
-            }
-        };
         let nuclei_classes = match &rm.nuclei_classes {
             Some(c) => c.get_ref().clone(),
             None => preset
@@ -805,39 +775,78 @@ impl Resolver<'_> {
                 .map(|p| p.layer_classes.iter().map(|s| s.to_string()).collect())
                 .unwrap_or_default(),
         };
-        let (types, layers) = match &architecture {
-            Architecture::HoVerNetFast { num_types }
-            | Architecture::HoVerNetOriginal { num_types } => (*num_types, None),
-            Architecture::HoVerNetPlus {
-                num_types,
-                num_layers,
-            } => (Some(*num_types), Some(*num_layers)),
-            Architecture::TorchScript { .. } => (None, None),
+        let architecture = match choice {
+            ArchChoice::Native(arch) => {
+                let layers = arch
+                    .heads()
+                    .iter()
+                    .find(|h| h.kind == HeadKind::Ls)
+                    .map(|h| h.raw_channels);
+                if let (Some(n), Some(c)) = (arch.num_types(), &rm.nuclei_classes)
+                    && c.get_ref().len() != n as usize
+                {
+                    return Err(self.err(
+                        c,
+                        "model.nuclei_classes",
+                        format!(
+                            "{} names for a model with {n} nucleus classes",
+                            c.get_ref().len()
+                        ),
+                    ));
+                }
+                if let (Some(n), Some(c)) = (layers, &rm.layer_classes)
+                    && c.get_ref().len() != n as usize
+                {
+                    return Err(self.err(
+                        c,
+                        "model.layer_classes",
+                        format!(
+                            "{} names for a model with {n} layer classes",
+                            c.get_ref().len()
+                        ),
+                    ));
+                }
+                arch
+            }
+            ArchChoice::TorchScript(kinds) => {
+                let h = rm.heads.as_ref().expect("torchscript heads were given");
+                let mut heads = Vec::with_capacity(kinds.len());
+                for kind in kinds {
+                    let classes = match kind {
+                        HeadKind::Np | HeadKind::Hv => None,
+                        HeadKind::Tp => Some((nuclei_classes.len(), "nuclei_classes")),
+                        HeadKind::Ls => Some((layer_classes.len(), "layer_classes")),
+                    };
+                    let raw_channels = match classes {
+                        None => 2,
+                        Some((n, key)) => {
+                            u32::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| {
+                                self.err(
+                                    h,
+                                    &format!("model.{key}"),
+                                    format!(
+                                        "architecture = \"torchscript\" with a `{kind}` head needs \
+                                     `{key}` (the class names, background first) to know the \
+                                     head's channel count"
+                                    ),
+                                )
+                            })?
+                        }
+                    };
+                    heads.push(HeadSpec::new(kind, raw_channels));
+                }
+                // Shapes are bounded by `shape()` (at most 2^20 px), so they fit a u32.
+                let side = |v: u64| u32::try_from(v).expect("shape() bounds sides to 2^20");
+                Architecture::TorchScript {
+                    heads,
+                    input_size: side(io.patch_input.width),
+                    output_size: side(io.patch_output.width),
+                }
+            }
         };
-        if let (Some(n), Some(c)) = (types, &rm.nuclei_classes)
-            && c.get_ref().len() != n as usize
-        {
-            return Err(self.err(
-                c,
-                "model.nuclei_classes",
-                format!(
-                    "{} names for a model with {n} nucleus classes",
-                    c.get_ref().len()
-                ),
-            ));
-        }
-        if let (Some(n), Some(c)) = (layers, &rm.layer_classes)
-            && c.get_ref().len() != n as usize
-        {
-            return Err(self.err(
-                c,
-                "model.layer_classes",
-                format!(
-                    "{} names for a model with {n} layer classes",
-                    c.get_ref().len()
-                ),
-            ));
-        }
+        architecture
+            .validate()
+            .map_err(|e| self.missing("model.architecture", e.to_string()))?;
         Ok(ModelConfig {
             preset: preset.map(|p| p.name.to_string()),
             architecture,
@@ -847,7 +856,6 @@ impl Resolver<'_> {
             precision,
             nuclei_classes,
             layer_classes,
-            width_divisor,
         })
     }
 
@@ -1039,9 +1047,11 @@ impl Resolver<'_> {
 
     fn pipeline(&self, rp: crate::raw_config::RawPipeline) -> Result<PipelineConfig, ConfigError> {
         let memory_limit = match &rp.memory_limit {
-            Some(m) => crate::byte_size::parse_memory_limit(m.get_ref())
-                .map_err(|e| self.err(m, "pipeline.memory_limit", e))?,
-            None => MemoryLimit::FractionOfRam(0.5),
+            Some(m) => m
+                .get_ref()
+                .parse::<MemoryLimit>()
+                .map_err(|e| self.err(m, "pipeline.memory_limit", e.to_string()))?,
+            None => MemoryLimit::PercentOfRam(50.0),
         };
         let queue_capacity = match &rp.queue_capacity {
             Some(q) => self.positive(q, "pipeline.queue_capacity")?,

@@ -195,3 +195,98 @@ fn missing_config_file_names_the_path() {
     let e = RunConfig::from_file("/nonexistent/run.toml").unwrap_err();
     assert!(e.to_string().contains("/nonexistent/run.toml"), "{e}");
 }
+
+#[test]
+fn memory_limits_follow_the_shared_grammar_and_zero_is_refused() {
+    for (text, reason) in [
+        ("0", "a limit of zero bytes leaves no memory to work with"),
+        ("0GiB", "a limit of zero bytes"),
+        ("0.4", "a limit of zero bytes"),
+        ("0%", "a limit of 0% leaves no memory"),
+        ("150%", "a percentage of RAM must be at most 100%"),
+        ("8 parsecs", "unknown unit `parsecs`"),
+        ("unlimited", "no number"),
+        ("-1GB", "no number"),
+    ] {
+        let e = err(&format!(
+            "[model]\npreset = \"hovernet_fast-pannuke\"\n[pipeline]\nmemory_limit = \"{text}\"\n{INPUT}"
+        ));
+        assert_eq!(e.key(), Some("pipeline.memory_limit"), "{text}");
+        assert_eq!(e.line(), Some(4), "{text}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("invalid memory limit `{text}`: {reason}")),
+            "{text}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn devices_follow_the_shared_grammar() {
+    for bad in ["gpu", "cuda:", "cuda:+1", "cuda:x", "cuda 1"] {
+        let e = err(&format!(
+            "[model]\npreset = \"hovernet_fast-pannuke\"\ndevice = \"{bad}\"\n{INPUT}"
+        ));
+        assert_eq!(e.key(), Some("model.device"));
+        assert_eq!(e.line(), Some(3));
+        assert!(
+            e.to_string().contains(&format!(
+                "invalid device `{bad}`: expected \"cpu\", \"auto\", \"cuda\" or \"cuda:N\""
+            )),
+            "{e}"
+        );
+    }
+    let e = err(&format!(
+        "[model]\npreset = \"hovernet_fast-pannuke\"\nprecision = \"fp8\"\n{INPUT}"
+    ));
+    assert_eq!(e.key(), Some("model.precision"));
+    assert!(e.to_string().contains("invalid precision `fp8`"), "{e}");
+}
+
+#[test]
+fn torchscript_heads_need_their_classes_and_no_repeats() {
+    let ts = |heads: &str, extra: &str| {
+        format!(
+            "[model]\narchitecture = \"torchscript\"\nheads = {heads}\n{extra}[io]\nresolution = {{ mpp = 0.5 }}\npatch_input = 128\npatch_output = 96\n{INPUT}"
+        )
+    };
+    let e = err(&ts(r#"["np", "hv", "tp"]"#, ""));
+    assert_eq!(e.key(), Some("model.nuclei_classes"));
+    assert_eq!(e.line(), Some(3));
+    assert!(
+        e.to_string()
+            .contains("with a `tp` head needs `nuclei_classes`"),
+        "{e}"
+    );
+    let e = err(&ts(
+        r#"["np", "hv", "ls"]"#,
+        "nuclei_classes = [\"bg\", \"a\"]\n",
+    ));
+    assert_eq!(e.key(), Some("model.layer_classes"));
+    let e = err(&ts(r#"["np", "hv", "np"]"#, ""));
+    assert_eq!(e.key(), Some("model.heads"));
+    assert!(e.to_string().contains("head np is declared twice"), "{e}");
+    let e = err(&ts(r#"["np", "xx"]"#, ""));
+    assert!(
+        e.to_string()
+            .contains("invalid head `xx`: heads are np, hv, tp and ls"),
+        "{e}"
+    );
+}
+
+#[test]
+fn width_divisor_is_checked_against_the_shared_values() {
+    let e = err(&format!(
+        "[model]\npreset = \"hovernet_fast-pannuke\"\nwidth_divisor = 3\n{INPUT}"
+    ));
+    assert_eq!(e.key(), Some("model.width_divisor"));
+    assert!(e.to_string().contains("must be 1, 2, 4 or 8"), "{e}");
+    let e = err(&format!(
+        "[model]\npreset = \"hovernet_original-kumar\"\nwidth_divisor = 2\n{INPUT}"
+    ));
+    assert!(
+        e.to_string()
+            .contains("applies to architecture = \"hovernet-fast\" only"),
+        "{e}"
+    );
+}

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use mtseg_io_config::{
-    Architecture, DeviceSpec, InputMode, Interpolation, MaskSpec, MemoryLimit, OutputFormat,
-    Precision, ResolutionSpec, RunConfig, Shape2,
+    Architecture, Device, HeadKind, HeadSpec, InputMode, Interpolation, MaskSpec, MemoryLimit,
+    OutputFormat, Precision, ResolutionSpec, RunConfig, Size2,
 };
 
 #[test]
@@ -39,15 +39,15 @@ fn preset_values_apply_and_any_io_key_overrides_them() {
     assert_eq!(cfg.io.resolution, ResolutionSpec::Power(20.0));
     assert_eq!(
         cfg.io.stride,
-        Shape2 {
+        Size2 {
             height: 100,
             width: 120
         }
     );
-    assert_eq!(cfg.io.patch_output, Shape2::square(164));
+    assert_eq!(cfg.io.patch_output, Size2::square(164));
     assert_eq!(
         cfg.io.tile_shape,
-        Shape2 {
+        Size2 {
             height: 1000,
             width: 2000
         }
@@ -69,7 +69,7 @@ fn defaults_are_documented_values() {
         Path::new("c.toml"),
     )
     .unwrap();
-    assert_eq!(cfg.model.device, DeviceSpec::Auto);
+    assert_eq!(cfg.model.device, Device::Auto);
     assert_eq!(cfg.model.precision, Precision::Fp32);
     assert_eq!(cfg.model.batch_size.get(), 8);
     assert!(cfg.model.nuclei_classes.is_empty());
@@ -81,9 +81,9 @@ fn defaults_are_documented_values() {
         vec![OutputFormat::AnnotationStore, OutputFormat::QuPath]
     );
     assert!(!cfg.output.overwrite);
-    assert_eq!(cfg.pipeline.memory_limit, MemoryLimit::FractionOfRam(0.5));
+    assert_eq!(cfg.pipeline.memory_limit, MemoryLimit::PercentOfRam(50.0));
     assert_eq!(cfg.pipeline.queue_capacity.get(), 8);
-    assert_eq!(cfg.io.tile_shape, Shape2::square(2048));
+    assert_eq!(cfg.io.tile_shape, Size2::square(2048));
 }
 
 #[test]
@@ -107,11 +107,18 @@ fn torchscript_model_declares_heads_and_shapes() {
         Path::new("c.toml"),
     )
     .unwrap();
-    let Architecture::TorchScript { heads } = &cfg.model.architecture else {
+    let Architecture::TorchScript {
+        heads,
+        input_size,
+        output_size,
+    } = &cfg.model.architecture
+    else {
         panic!()
     };
     assert_eq!(heads.len(), 3);
-    assert_eq!(cfg.io.stride, Shape2::square(48));
+    assert_eq!(heads[2], HeadSpec::new(HeadKind::Tp, 2));
+    assert_eq!((*input_size, *output_size), (128, 96));
+    assert_eq!(cfg.io.stride, Size2::square(48));
     assert_eq!(cfg.input.mode, InputMode::Patch);
 }
 
@@ -137,4 +144,50 @@ fn manifest_entries_are_relative_to_the_manifest() {
             dir.path().join("other/c.tif")
         ]
     );
+}
+
+#[test]
+fn shared_types_come_out_of_the_config() {
+    let cfg = RunConfig::from_toml(
+        r#"
+        [model]
+        preset = "hovernet_fast-pannuke"
+        width_divisor = 8
+        device = "CUDA:1"
+        precision = "bf16"
+        [input]
+        slides = ["a.svs"]
+        [pipeline]
+        memory_limit = "1.5 GiB"
+        "#,
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.model.architecture,
+        Architecture::HoVerNetFastSlim {
+            num_types: Some(6),
+            width_divisor: 8
+        }
+    );
+    assert_eq!(cfg.model.device, Device::Cuda(1));
+    assert_eq!(cfg.model.precision, Precision::Bf16);
+    assert_eq!(cfg.pipeline.memory_limit, MemoryLimit::Bytes(3 << 29));
+    let limit = |text: &str| {
+        RunConfig::from_toml(
+            &format!(
+                "[model]\npreset = \"hovernet_fast-pannuke\"\n[input]\nslides = [\"a.svs\"]\n\
+                 [pipeline]\nmemory_limit = \"{text}\"\n"
+            ),
+            Path::new("c.toml"),
+        )
+        .unwrap()
+        .pipeline
+        .memory_limit
+    };
+    // Fractional bytes round half up, exactly as `MemoryLimit::from_str`.
+    assert_eq!(limit("1.5"), MemoryLimit::Bytes(2));
+    assert_eq!(limit("0.1GiB"), MemoryLimit::Bytes(107_374_182));
+    assert_eq!(limit("25%"), MemoryLimit::PercentOfRam(25.0));
+    assert_eq!(limit("512 MB"), "512 MB".parse().unwrap());
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use mtseg_io_config::{InputMode, RunConfig};
-use mtseg_stitch::{MemoryBudget, MemoryLimit};
+use mtseg_stitch::MemoryBudget;
 
 use crate::model_provider::{LoadedModel, ModelProvider};
 use crate::output_spec::{check_outputs_writable, provenance};
@@ -87,10 +87,7 @@ impl<'a> Engine<'a> {
         let cfg = self.cfg;
         check_outputs_writable(cfg)?;
         let provenance = provenance(cfg)?;
-        let budget = MemoryBudget::new(match cfg.pipeline.memory_limit {
-            mtseg_io_config::MemoryLimit::Bytes(b) => MemoryLimit::Bytes(b),
-            mtseg_io_config::MemoryLimit::FractionOfRam(f) => MemoryLimit::PercentOfRam(f * 100.0),
-        });
+        let budget = MemoryBudget::new(cfg.pipeline.memory_limit);
         let threads = crate::model_params::cpu_threads(cfg).get();
         // The CPU stages (patch reads, post-processing tiles) run on this pool of
         // `[pipeline] threads`; libtorch has its own threads (`torch_threads`).

@@ -64,7 +64,7 @@ mod wsi_stages;
 pub use engine::{Engine, RunSummary};
 pub use export_outputs::ExportOutputs;
 pub use model_params::{
-    ModelConfigError, architecture, cpu_threads, device, model_params, np_hv_params, torch_threads,
+    ModelConfigError, cpu_threads, device, model_params, np_hv_params, torch_threads,
 };
 #[cfg(feature = "torch")]
 pub use model_provider::TorchModelProvider;

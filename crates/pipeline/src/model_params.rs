@@ -1,12 +1,11 @@
 //! The `[model]` table turned into the infer crate's [`ModelParams`], and the post-processing
-//! constants that go with the architecture.
+//! constants that go with the architecture. The config already holds the shared (`mtseg-types`)
+//! architecture, device and precision, so nothing is translated here.
 
 use std::num::NonZeroUsize;
 
-use mtseg_infer::{Architecture, Device, HeadKind, HeadSpec, ModelParams, Precision};
-use mtseg_io_config::{
-    Architecture as CfgArchitecture, DeviceSpec, HeadName, Precision as CfgPrecision, RunConfig,
-};
+use mtseg_infer::{Device, ModelParams};
+use mtseg_io_config::{Architecture, RunConfig};
 use mtseg_postproc::NpHvParams;
 
 /// Why the `[model]` table cannot be turned into a model to load.
@@ -21,90 +20,17 @@ pub enum ModelConfigError {
         /// The config file.
         config: String,
     },
-    /// A TorchScript model with a type or layer head needs the class names to know its
-    /// channel count.
-    #[error(
-        "{config}: [model] architecture = \"torchscript\" with a `{head}` head needs `{key}` \
-         (the class names, background first) to know the head's channel count"
-    )]
-    MissingClasses {
-        /// The config file.
-        config: String,
-        /// The head.
-        head: &'static str,
-        /// The key to set.
-        key: &'static str,
-    },
 }
 
 /// The device the model runs on: `--device` when given, else `[model] device`.
 pub fn device(cfg: &RunConfig, override_device: Option<Device>) -> Device {
-    override_device.unwrap_or(match cfg.model.device {
-        DeviceSpec::Auto => Device::Auto,
-        DeviceSpec::Cpu => Device::Cpu,
-        DeviceSpec::Cuda(n) => Device::Cuda(n),
-    })
-}
-
-/// The infer crate's architecture for the configured one.
-///
-/// # Errors
-/// [`ModelConfigError::MissingClasses`] for a TorchScript type/layer head without class names.
-pub fn architecture(cfg: &RunConfig) -> Result<Architecture, ModelConfigError> {
-    let io = &cfg.io;
-    Ok(match &cfg.model.architecture {
-        CfgArchitecture::HoVerNetFast { num_types } => {
-            Architecture::hovernet_fast(*num_types, cfg.model.width_divisor)
-        }
-        CfgArchitecture::HoVerNetOriginal { num_types } => Architecture::HoVerNetOriginal {
-            num_types: *num_types,
-        },
-        CfgArchitecture::HoVerNetPlus {
-            num_types,
-            num_layers,
-        } => Architecture::HoVerNetPlus {
-            num_types: *num_types,
-            num_layers: *num_layers,
-        },
-        CfgArchitecture::TorchScript { heads } => {
-            let config = cfg.path.display().to_string();
-            let classes = |n: usize, head, key| {
-                u32::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| {
-                    ModelConfigError::MissingClasses {
-                        config: config.clone(),
-                        head,
-                        key,
-                    }
-                })
-            };
-            let mut specs = Vec::with_capacity(heads.len());
-            for h in heads {
-                specs.push(match h {
-                    HeadName::Np => HeadSpec::new(HeadKind::Np, 2),
-                    HeadName::Hv => HeadSpec::new(HeadKind::Hv, 2),
-                    HeadName::Tp => HeadSpec::new(
-                        HeadKind::Tp,
-                        classes(cfg.model.nuclei_classes.len(), "tp", "nuclei_classes")?,
-                    ),
-                    HeadName::Ls => HeadSpec::new(
-                        HeadKind::Ls,
-                        classes(cfg.model.layer_classes.len(), "ls", "layer_classes")?,
-                    ),
-                });
-            }
-            Architecture::TorchScript {
-                heads: specs,
-                input_size: io.patch_input.width,
-                output_size: io.patch_output.width,
-            }
-        }
-    })
+    override_device.unwrap_or(cfg.model.device)
 }
 
 /// Everything the infer crate needs to load the configured model.
 ///
 /// # Errors
-/// [`ModelConfigError`] when the weights are missing or a TorchScript head lacks its classes.
+/// [`ModelConfigError::NoWeights`] when no weights file is configured.
 pub fn model_params(
     cfg: &RunConfig,
     override_device: Option<Device>,
@@ -116,14 +42,10 @@ pub fn model_params(
         .ok_or_else(|| ModelConfigError::NoWeights {
             config: cfg.path.display().to_string(),
         })?;
-    let mut params = ModelParams::new(architecture(cfg)?, weights);
+    let mut params = ModelParams::new(cfg.model.architecture.clone(), weights);
     params.device = device(cfg, override_device);
     params.options.intra_op_threads = Some(torch_threads(cfg));
-    params.precision = match cfg.model.precision {
-        CfgPrecision::Fp32 => Precision::Fp32,
-        CfgPrecision::Bf16 => Precision::Bf16,
-        CfgPrecision::Fp16 => Precision::Fp16,
-    };
+    params.precision = cfg.model.precision;
     Ok(params)
 }
 
@@ -145,7 +67,7 @@ pub fn torch_threads(cfg: &RunConfig) -> NonZeroUsize {
 /// scales them by 0.5, as TIAToolbox does.
 pub fn np_hv_params(cfg: &RunConfig) -> NpHvParams {
     match cfg.model.architecture {
-        CfgArchitecture::HoVerNetPlus { .. } => NpHvParams::hovernet_plus(),
+        Architecture::HoVerNetPlus { .. } => NpHvParams::hovernet_plus(),
         _ => NpHvParams::hovernet(),
     }
 }
@@ -153,6 +75,7 @@ pub fn np_hv_params(cfg: &RunConfig) -> NpHvParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mtseg_infer::{HeadKind, HeadSpec};
     use std::path::Path;
 
     fn cfg(model: &str) -> RunConfig {
@@ -182,7 +105,7 @@ mod tests {
         );
         let c = cfg("preset = \"hovernetplus-oed\"\nweights = \"w.pth\"");
         assert_eq!(
-            architecture(&c).unwrap(),
+            model_params(&c, None).unwrap().architecture,
             Architecture::HoVerNetPlus {
                 num_types: 3,
                 num_layers: 5
@@ -197,20 +120,26 @@ mod tests {
             "architecture = \"torchscript\"\nheads = [\"np\", \"hv\", \"tp\"]\nweights = \"m.pt\"\n\
              nuclei_classes = [\"bg\", \"a\", \"b\"]",
         );
-        let a = architecture(&c).unwrap();
+        let a = model_params(&c, None).unwrap().architecture;
         assert_eq!(a.heads()[2], HeadSpec::new(HeadKind::Tp, 3));
         assert_eq!((a.input_size(), a.output_size()), (256, 164));
     }
 
     #[test]
-    fn missing_weights_and_classes_are_named() {
+    fn missing_weights_are_named() {
         let c = cfg("preset = \"hovernet_fast-pannuke\"");
         let e = model_params(&c, None).unwrap_err().to_string();
         assert!(e.contains("run.toml: [model] weights is required"), "{e}");
-        let c = cfg(
-            "architecture = \"torchscript\"\nheads = [\"np\", \"hv\", \"tp\"]\nweights = \"m.pt\"",
-        );
-        let e = model_params(&c, None).unwrap_err().to_string();
+        // A TorchScript tp head without class names is a config error now (io-config's
+        // `torchscript_heads_need_their_classes_and_no_repeats`), before any model is built.
+        let e = RunConfig::from_toml(
+            "[model]\narchitecture = \"torchscript\"\nheads = [\"np\", \"hv\", \"tp\"]\nweights = \"m.pt\"\n\
+             [io]\nresolution = { mpp = 0.5 }\npatch_input = 256\npatch_output = 164\n\
+             [input]\nslides = [\"s.svs\"]\n",
+            Path::new("run.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("`tp` head needs `nuclei_classes`"), "{e}");
     }
 }

@@ -5,13 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use mtseg_export::{Format, Task};
-use mtseg_io_config::{Architecture, HeadName, OutputFormat, RunConfig};
+use mtseg_io_config::{Architecture, HeadKind, OutputFormat, RunConfig};
 
 /// The tasks a model produces, in TIAToolbox's order.
 pub fn tasks(arch: &Architecture) -> Vec<Task> {
     match arch {
         Architecture::HoVerNetPlus { .. } => vec![Task::Nuclei, Task::Layers],
-        Architecture::TorchScript { heads } if heads.contains(&HeadName::Ls) => {
+        Architecture::TorchScript { .. } if arch.has_head(HeadKind::Ls) => {
             vec![Task::Nuclei, Task::Layers]
         }
         _ => vec![Task::Nuclei],

@@ -69,10 +69,7 @@ pub(crate) fn run_patch_images(job: &PatchJob<'_>, report: &mut Report<'_>) {
     if images.is_empty() {
         return;
     };
-    let (iw, ih) = (
-        u64::from(cfg.io.patch_input.width),
-        u64::from(cfg.io.patch_input.height),
-    );
+    let (iw, ih) = (cfg.io.patch_input.width, cfg.io.patch_input.height);
     let batch = cfg.model.batch_size.get() as usize;
     let (sender, results) = match job.model.session() {
         Ok(s) => s,

@@ -215,11 +215,12 @@ pub fn plan_slide(cfg: &RunConfig, path: &Path) -> Result<SlidePlan, SlideError>
         select_patches(&grid, mask.as_ref(), stage_params::mask_rule(cfg)).map_err(grid_err)?;
     let boxes: Vec<[i64; 4]> = grid.iter().map(|p| p.output).collect();
     let indices: Vec<usize> = selected.iter().map(|(i, _)| *i as usize).collect();
-    let canvas =
-        CanvasPlan::new(&boxes, &indices, [w, h]).map_err(|source| SlideError::Canvas {
+    let canvas = CanvasPlan::new(&boxes, &indices, Size2::new(w, h)).map_err(|source| {
+        SlideError::Canvas {
             slide: path.to_path_buf(),
             source,
-        })?;
+        }
+    })?;
     let [cw, ch] = canvas.canvas_size().map(|v| v as u64);
     let [ox, oy] = canvas.origin();
     let (tiles, postproc) = postproc_tiles(cfg, [cw, ch]).map_err(grid_err)?;
@@ -243,10 +244,7 @@ pub fn plan_slide(cfg: &RunConfig, path: &Path) -> Result<SlidePlan, SlideError>
 
 /// In patch mode every image must have exactly the model's input size.
 fn check_patch_size(cfg: &RunConfig, path: &Path, (w, h): (u64, u64)) -> Result<(), SlideError> {
-    let (iw, ih) = (
-        u64::from(cfg.io.patch_input.width),
-        u64::from(cfg.io.patch_input.height),
-    );
+    let (iw, ih) = (cfg.io.patch_input.width, cfg.io.patch_input.height);
     if (w, h) == (iw, ih) {
         return Ok(());
     }
@@ -267,7 +265,7 @@ fn postproc_tiles(
     [cw, ch]: [u64; 2],
 ) -> Result<(Vec<PostprocTile>, PostprocPlan), mtseg_tiling::GridError> {
     let raw = cfg.io.tile_shape;
-    if cw <= u64::from(raw.width) && ch <= u64::from(raw.height) {
+    if cw <= raw.width && ch <= raw.height {
         let tiles = if cw == 0 || ch == 0 {
             Vec::new()
         } else {
@@ -280,7 +278,7 @@ fn postproc_tiles(
         return Ok((tiles, PostprocPlan::FullCanvas));
     }
     let eff = cfg.io.effective_tile();
-    let tile = u64::from(eff.width.min(eff.height));
+    let tile = eff.width.min(eff.height);
     let tiles = tile_layout(Size2::new(cw, ch), tile, u64::from(cfg.io.margin), |_| true)?;
     let count = |f: &dyn Fn(TileSet) -> bool| tiles.iter().filter(|t| f(t.set)).count();
     let plan = PostprocPlan::Tiles {

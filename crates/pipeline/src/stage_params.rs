@@ -50,19 +50,7 @@ pub fn mask_rule(cfg: &RunConfig) -> MaskRule {
 /// The patch grid over an image of `image` pixels at the processing resolution.
 pub fn patch_grid(cfg: &RunConfig, image: Size2) -> PatchGridBuilder {
     let io = &cfg.io;
-    PatchGridBuilder::new(
-        image,
-        Size2::new(
-            u64::from(io.patch_input.width),
-            u64::from(io.patch_input.height),
-        ),
-    )
-    .patch_output(Size2::new(
-        u64::from(io.patch_output.width),
-        u64::from(io.patch_output.height),
-    ))
-    .stride(Size2::new(
-        u64::from(io.stride.width),
-        u64::from(io.stride.height),
-    ))
+    PatchGridBuilder::new(image, io.patch_input)
+        .patch_output(io.patch_output)
+        .stride(io.stride)
 }

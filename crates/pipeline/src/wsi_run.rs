@@ -21,7 +21,7 @@ use mtseg_stitch::{
     CanvasRows, HeadSpec as StitchHead, MemoryBudget, MemoryReservation, ProbabilityStore,
     StitchParams, Stitcher, ZarrLayout,
 };
-use mtseg_tiling::ExtractParams;
+use mtseg_tiling::{ExtractParams, Size2};
 
 use crate::busy_clock::BusyClock;
 use crate::model_params::np_hv_params;
@@ -138,10 +138,7 @@ fn prepare<'p>(job: &SlideJob<'_>, plan: &'p SlidePlan) -> Result<Stages<'p>, Sl
         .iter()
         .map(|k| StitchHead::new(k.name(), k.output_channels()))
         .collect();
-    let out = [
-        cfg.io.patch_output.height as usize,
-        cfg.io.patch_output.width as usize,
-    ];
+    let out = cfg.io.patch_output;
     let stitch_err = |source| SlideError::Stitch {
         slide: slide(),
         source: Box::new(source),
@@ -149,7 +146,7 @@ fn prepare<'p>(job: &SlideJob<'_>, plan: &'p SlidePlan) -> Result<Stages<'p>, Sl
 
     let [cw, ch] = layout.canvas.canvas_size();
     let driver = StreamingTileMode::new(
-        [cw, ch],
+        Size2::new(cw as u64, ch as u64),
         layout.tiles.clone(),
         u64::from(cfg.io.margin),
         np_hv_params(cfg),
@@ -160,7 +157,8 @@ fn prepare<'p>(job: &SlideJob<'_>, plan: &'p SlidePlan) -> Result<Stages<'p>, Sl
         slide: slide(),
         source: Box::new(source),
     })?;
-    let window_bytes = (driver.max_window_rows(layout.canvas.max_band_height().max(out[0]))
+    let window_bytes = (driver
+        .max_window_rows(layout.canvas.max_band_height().max(out.height as usize))
         * driver.row_bytes()) as u64;
     let window = job
         .budget

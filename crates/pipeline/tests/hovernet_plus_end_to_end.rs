@@ -25,7 +25,7 @@ use anyhow::Result;
 use mtseg_export::SlideExportSpec;
 use mtseg_export::{Task, annotation_key};
 use mtseg_instmerge::{MergedItem, dense_tile_layer_map};
-use mtseg_io_config::RunConfig;
+use mtseg_io_config::{RunConfig, Size2};
 use mtseg_pipeline::{
     CollectedSlide, Engine, ExportOutputs, MemoryOutputs, NoProgress, OutputError, OutputProvider,
     SlideOutput,
@@ -152,7 +152,12 @@ fn expected_layer_map(truth: &[u8], tiled: Option<(u64, u64)>) -> Result<Vec<u8>
     let Some((tile, margin)) = tiled else {
         return Ok(proc_layers(&ls, H, W)?);
     };
-    Ok(dense_tile_layer_map(&ls, [W, H], tile, margin)?)
+    Ok(dense_tile_layer_map(
+        &ls,
+        Size2::new(W as u64, H as u64),
+        tile,
+        margin,
+    )?)
 }
 
 /// One mode's run: the slide's records, its output directory and the tile count.

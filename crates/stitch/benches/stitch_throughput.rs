@@ -32,7 +32,7 @@ use std::time::Instant;
 use crossbeam_channel::bounded;
 use mtseg_stitch::{
     CanvasPlan, HeadBlock, HeadSpec, MemoryBudget, MemoryLimit, PatchPrediction, PredictionBatch,
-    SpillConfig, StitchParams, Stitcher, run_full_canvas_stage, spawn_rows_stage,
+    Size2, SpillConfig, StitchParams, Stitcher, run_full_canvas_stage, spawn_rows_stage,
 };
 
 const OUT: usize = 164;
@@ -150,17 +150,23 @@ fn child(cfg: &Config, spill_dir: std::path::PathBuf) {
         }
     };
     let boxes = grid(width, height, cfg.stride);
-    let plan = CanvasPlan::without_mask(&boxes, [width as u64, height as u64]).expect("plan");
+    let plan =
+        CanvasPlan::without_mask(&boxes, Size2::new(width as u64, height as u64)).expect("plan");
     let budget = MemoryBudget::with_bytes(cfg.budget);
     let heads = vec![
         HeadSpec::new("np", 1),
         HeadSpec::new("hv", 2),
         HeadSpec::new("tp", 1),
     ];
-    let params = StitchParams::new(plan.clone(), [OUT, OUT], heads, budget.clone())
-        .expect("params")
-        .with_reorder_allowance(cfg.batch)
-        .with_rows_per_chunk(cfg.rows_per_chunk);
+    let params = StitchParams::new(
+        plan.clone(),
+        Size2::square(OUT as u64),
+        heads,
+        budget.clone(),
+    )
+    .expect("params")
+    .with_reorder_allowance(cfg.batch)
+    .with_rows_per_chunk(cfg.rows_per_chunk);
     let window = params.window_bytes();
     let chunk = params.chunk_bytes();
     // The model's batches in flight (not reserved: inference owns them): the channel's, the one
@@ -313,7 +319,7 @@ fn main() {
                 let cfg = Config {
                     size: size.to_owned(),
                     mode: mode.to_owned(),
-                    budget: limit.resolve_bytes(),
+                    budget: limit.to_bytes(mtseg_stitch::usable_ram_bytes),
                     ..base.clone()
                 };
                 let mut command = std::process::Command::new(&exe);

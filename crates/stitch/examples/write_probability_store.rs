@@ -12,8 +12,8 @@
 use std::path::PathBuf;
 
 use mtseg_stitch::{
-    CanvasPlan, HeadBlock, HeadSpec, MemoryBudget, PatchPrediction, ProbabilityStore, StitchParams,
-    Stitcher, ZarrLayout,
+    CanvasPlan, HeadBlock, HeadSpec, MemoryBudget, PatchPrediction, ProbabilityStore, Size2,
+    StitchParams, Stitcher, ZarrLayout,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let selected: Vec<usize> = (0..boxes.len())
         .filter(|&i| (60..200).contains(&boxes[i][0]) && (50..150).contains(&boxes[i][1]))
         .collect();
-    let plan = CanvasPlan::new(&boxes, &selected, [width as u64, height as u64])?;
+    let plan = CanvasPlan::new(&boxes, &selected, Size2::new(width as u64, height as u64))?;
     let heads = vec![
         HeadSpec::new("np", 1),
         HeadSpec::new("hv", 2),
@@ -38,7 +38,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     let channels: Vec<usize> = heads.iter().map(|h| h.channels).collect();
     let budget = MemoryBudget::unlimited();
-    let params = StitchParams::new(plan.clone(), [out, out], heads.clone(), budget.clone())?;
+    let params = StitchParams::new(
+        plan.clone(),
+        Size2::square(out as u64),
+        heads.clone(),
+        budget.clone(),
+    )?;
     let mut stitcher = Stitcher::new(params)?;
     let store_path = out_dir.join("probabilities.zarr");
     if store_path.exists() {

@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 
+use mtseg_types::Size2;
+
 use crate::stitch_errors::PlanError;
 
 /// How far the canvas sits from each slide edge, at the processing resolution (TIAToolbox's
@@ -60,7 +62,7 @@ pub struct PlannedBand {
 /// processing resolution) by [`CanvasPlan::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanvasPlan {
-    slide_size: [u64; 2],
+    slide_size: Size2,
     padding: MaskPadding,
     size: [usize; 2],
     patches: Vec<PlannedPatch>,
@@ -79,7 +81,7 @@ impl CanvasPlan {
     /// * `output_boxes`: every grid patch's output box `[x0, y0, x1, y1]` (exclusive max),
     ///   in grid order, at the processing resolution; boxes may run past the slide.
     /// * `selected`: the grid indices the mask kept (any order; no duplicates).
-    /// * `slide_size`: `[width, height]` of the slide at the processing resolution.
+    /// * `slide_size`: the slide's size at the processing resolution.
     ///
     /// # Errors
     /// [`PlanError`] for an empty selection, an index out of range or repeated, an empty slide,
@@ -87,10 +89,10 @@ impl CanvasPlan {
     pub fn new(
         output_boxes: &[[i64; 4]],
         selected: &[usize],
-        slide_size: [u64; 2],
+        slide_size: Size2,
     ) -> Result<Self, PlanError> {
-        let [width, height] = slide_size;
-        if width == 0 || height == 0 {
+        let Size2 { width, height } = slide_size;
+        if slide_size.is_empty() {
             return Err(PlanError::EmptySlide { slide_size });
         }
         if selected.is_empty() {
@@ -252,17 +254,14 @@ impl CanvasPlan {
     ///
     /// # Errors
     /// As [`CanvasPlan::new`].
-    pub fn without_mask(
-        output_boxes: &[[i64; 4]],
-        slide_size: [u64; 2],
-    ) -> Result<Self, PlanError> {
+    pub fn without_mask(output_boxes: &[[i64; 4]], slide_size: Size2) -> Result<Self, PlanError> {
         let all: Vec<usize> = (0..output_boxes.len()).collect();
         Self::new(output_boxes, &all, slide_size)
     }
 
-    /// `[width, height]` of the slide at the processing resolution.
+    /// The slide's size at the processing resolution.
     #[must_use]
-    pub fn slide_size(&self) -> [u64; 2] {
+    pub fn slide_size(&self) -> Size2 {
         self.slide_size
     }
 
@@ -406,7 +405,7 @@ pub(crate) mod tests {
     fn no_mask_covers_the_slide() {
         let boxes = grid(504, 504, 164, 164);
         assert_eq!(boxes.len(), 16);
-        let plan = CanvasPlan::without_mask(&boxes, [504, 504]).unwrap();
+        let plan = CanvasPlan::without_mask(&boxes, Size2::new(504, 504)).unwrap();
         assert_eq!(plan.canvas_size(), [504, 504]);
         assert_eq!(
             plan.mask_padding(),
@@ -432,7 +431,7 @@ pub(crate) mod tests {
         // 10x10 grid of 10 px patches on a 100x100 slide; the mask keeps patches (4,4) and (5,5).
         let boxes = grid(100, 100, 10, 10);
         let sel = [4 * 10 + 4, 5 * 10 + 5];
-        let plan = CanvasPlan::new(&boxes, &sel, [100, 100]).unwrap();
+        let plan = CanvasPlan::new(&boxes, &sel, Size2::new(100, 100)).unwrap();
         // bbox [40, 40, 60, 60]; touching patches start at 30 and end at 70.
         assert_eq!(
             plan.mask_padding(),
@@ -463,7 +462,7 @@ pub(crate) mod tests {
         // i.e. x0 in 20..=60.
         let boxes = grid(100, 100, 20, 10);
         let sel = [4 * 10 + 4];
-        let plan = CanvasPlan::new(&boxes, &sel, [100, 100]).unwrap();
+        let plan = CanvasPlan::new(&boxes, &sel, Size2::new(100, 100)).unwrap();
         assert_eq!(plan.origin(), [20, 20]);
         // max_x = 60 + 20 = 80.
         assert_eq!(plan.canvas_size(), [60, 60]);
@@ -478,7 +477,7 @@ pub(crate) mod tests {
         // 105 px slide: the last patch row runs to 110; the canvas stops at 105.
         let boxes = grid(105, 95, 10, 10);
         let last = boxes.len() - 1;
-        let plan = CanvasPlan::new(&boxes, &[last], [105, 95]).unwrap();
+        let plan = CanvasPlan::new(&boxes, &[last], Size2::new(105, 95)).unwrap();
         assert_eq!(plan.origin(), [90, 80]);
         assert_eq!(plan.canvas_size(), [15, 15]);
         assert_eq!(
@@ -496,29 +495,29 @@ pub(crate) mod tests {
     fn bad_inputs_are_errors() {
         let boxes = grid(50, 50, 10, 10);
         assert!(matches!(
-            CanvasPlan::new(&boxes, &[], [50, 50]),
+            CanvasPlan::new(&boxes, &[], Size2::new(50, 50)),
             Err(PlanError::NoPatches)
         ));
         assert!(matches!(
-            CanvasPlan::new(&boxes, &[25], [50, 50]),
+            CanvasPlan::new(&boxes, &[25], Size2::new(50, 50)),
             Err(PlanError::SelectedOutOfRange {
                 index: 25,
                 grid_len: 25
             })
         ));
         assert!(matches!(
-            CanvasPlan::new(&boxes, &[3, 3], [50, 50]),
+            CanvasPlan::new(&boxes, &[3, 3], Size2::new(50, 50)),
             Err(PlanError::DuplicateSelected { index: 3 })
         ));
         assert!(matches!(
-            CanvasPlan::new(&boxes, &[3], [0, 50]),
+            CanvasPlan::new(&boxes, &[3], Size2::new(0, 50)),
             Err(PlanError::EmptySlide { .. })
         ));
         let mut bad = boxes.clone();
         bad[2] = [-1, 0, 9, 10];
-        let err = CanvasPlan::new(&bad, &[3], [50, 50]).unwrap_err();
+        let err = CanvasPlan::new(&bad, &[3], Size2::new(50, 50)).unwrap_err();
         assert!(err.to_string().contains("[-1, 0, 9, 10]"), "{err}");
-        let err = CanvasPlan::new(&boxes, &[3], [5, 5]).unwrap_err();
+        let err = CanvasPlan::new(&boxes, &[3], Size2::new(5, 5)).unwrap_err();
         assert!(matches!(err, PlanError::BoxOutsideSlide { .. }), "{err}");
     }
 }

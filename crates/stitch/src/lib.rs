@@ -12,7 +12,8 @@
 //! Rows come out as soon as no later patch can touch them, so post-processing starts while
 //! inference goes on. The values are those of TIAToolbox: float32 per-pixel sum and count, mean
 //! `sum / max(count, 1)` in float32, the same summation order, and pixels of the canvas that no
-//! patch covered are 0. It does not depend on the other mtseg crates: the grid arrives as plain
+//! patch covered are 0. Of the other mtseg crates it depends only on `mtseg-types` (the
+//! [`MemoryLimit`] and the [`Size2`] of slides and patches): the grid arrives as plain
 //! `[x0, y0, x1, y1]` boxes.
 //!
 //! # Example
@@ -20,8 +21,8 @@
 //! use mtseg_stitch::*;
 //! // A 4 x 2 slide, patch output 2 x 2, stride 2: two patches side by side, one head.
 //! let boxes = [[0, 0, 2, 2], [2, 0, 4, 2]];
-//! let plan = CanvasPlan::without_mask(&boxes, [4, 2])?;
-//! let params = StitchParams::new(plan, [2, 2], vec![HeadSpec::new("np", 1)], MemoryBudget::unlimited())?;
+//! let plan = CanvasPlan::without_mask(&boxes, Size2::new(4, 2))?;
+//! let params = StitchParams::new(plan, Size2::square(2), vec![HeadSpec::new("np", 1)], MemoryBudget::unlimited())?;
 //! let mut stitcher = Stitcher::new(params)?;
 //! let patch = |index: usize, v: f32| PatchPrediction {
 //!     index, output_box: boxes[index], heads: vec![HeadBlock::new(1, vec![v; 4])],
@@ -172,9 +173,11 @@ pub use canvas_plan::{CanvasPlan, MaskPadding, PlannedBand, PlannedPatch};
 pub use canvas_rows::CanvasRows;
 pub use full_canvas::{CanvasRegion, FullCanvas, FullCanvasBuilder};
 pub use memory_budget::{
-    HeldMemory, MemoryBudget, MemoryLimit, MemoryLimitParseError, MemoryRefused, MemoryReservation,
-    usable_ram_bytes,
+    HeldMemory, MemoryBudget, MemoryRefused, MemoryReservation, usable_ram_bytes,
 };
+/// The memory limit and 2-D size of the shared vocabulary, re-exported for callers of
+/// [`MemoryBudget::new`], [`CanvasPlan::new`] and [`StitchParams::new`].
+pub use mtseg_types::{MemoryLimit, Size2};
 pub use patch_prediction::{HeadBlock, PatchPrediction, PredictionBatch};
 pub use patches_to_bands::merge_batch_to_canvas;
 pub use probability_store::ProbabilityStore;

@@ -12,176 +12,27 @@
 //! consumer of its rows to drop earlier rows, which is how back-pressure reaches it through the
 //! budget as well as through the bounded channel.
 
-use std::fmt;
-use std::path::Path;
-use std::str::FromStr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use mtseg_types::MemoryLimit;
 use thiserror::Error;
 
-/// How the memory limit was written in the config.
-///
-/// Parsed from `"8GiB"`, `"512MB"`, `"1000000"` (bytes), `"50%"` (of the RAM this process may use,
-/// see [`usable_ram_bytes`]) or `"unlimited"`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MemoryLimit {
-    /// A fixed number of bytes.
-    Bytes(u64),
-    /// A percentage (0 < p <= 100) of the usable RAM.
-    PercentOfRam(f64),
-    /// No limit (tests and tools; a run config always has a limit).
-    Unlimited,
-}
-
-impl MemoryLimit {
-    /// The limit in bytes; a percentage is taken of [`usable_ram_bytes`].
-    #[must_use]
-    pub fn resolve_bytes(self) -> u64 {
-        match self {
-            Self::Bytes(bytes) => bytes,
-            Self::PercentOfRam(percent) => {
-                let ram = usable_ram_bytes() as f64;
-                (ram * percent / 100.0).floor() as u64
-            }
-            Self::Unlimited => u64::MAX,
-        }
-    }
-}
-
-impl fmt::Display for MemoryLimit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Bytes(bytes) => write!(f, "{bytes} bytes"),
-            Self::PercentOfRam(percent) => write!(f, "{percent}% of RAM"),
-            Self::Unlimited => f.write_str("unlimited"),
-        }
-    }
-}
-
-/// A memory limit string that could not be parsed.
-#[derive(Debug, Clone, Error)]
-#[non_exhaustive]
-#[error(
-    "invalid [pipeline] memory_limit {text:?}: expected bytes with an optional unit \
-     (\"8GiB\", \"512MB\", \"1000000\"), a percentage of RAM (\"50%\") or \"unlimited\""
-)]
-pub struct MemoryLimitParseError {
-    /// The text that was given.
-    pub text: String,
-}
-
-impl FromStr for MemoryLimit {
-    type Err = MemoryLimitParseError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let err = || MemoryLimitParseError {
-            text: text.to_owned(),
-        };
-        let trimmed = text.trim();
-        if trimmed.eq_ignore_ascii_case("unlimited") {
-            return Ok(Self::Unlimited);
-        }
-        if let Some(percent) = trimmed.strip_suffix('%') {
-            let p: f64 = percent.trim().parse().map_err(|_| err())?;
-            if !(p > 0.0 && p <= 100.0) {
-                return Err(err());
-            }
-            return Ok(Self::PercentOfRam(p));
-        }
-        let split = trimmed
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(trimmed.len());
-        let (number, unit) = trimmed.split_at(split);
-        let value: f64 = number.parse().map_err(|_| err())?;
-        let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1.0,
-            "k" | "kb" => 1e3,
-            "m" | "mb" => 1e6,
-            "g" | "gb" => 1e9,
-            "t" | "tb" => 1e12,
-            "kib" => 1024.0,
-            "mib" => 1024.0 * 1024.0,
-            "gib" => 1024.0 * 1024.0 * 1024.0,
-            "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-            _ => return Err(err()),
-        };
-        if !value.is_finite() || value < 0.0 {
-            return Err(err());
-        }
-        Ok(Self::Bytes((value * scale).round() as u64))
-    }
-}
-
-/// The RAM this process may use: physical RAM (sysinfo), lowered to the cgroup memory limit
-/// (v2 `memory.max`, v1 `memory.limit_in_bytes`) of this process and its parents when smaller.
+/// The RAM this process may use: physical RAM, lowered to the memory limit of its cgroup (v2
+/// `memory.max` or v1 `memory.limit_in_bytes`, as `sysinfo` reads them under `/sys/fs/cgroup`)
+/// when that is smaller. A [`MemoryLimit::PercentOfRam`] is a share of this.
 #[must_use]
 pub fn usable_ram_bytes() -> u64 {
     let mut system = sysinfo::System::new();
     system.refresh_memory();
     let physical = system.total_memory();
-    let cgroup = read_cgroup_limit(Path::new("/proc/self/cgroup"), Path::new("/sys/fs/cgroup"));
-    match cgroup {
-        Some(limit) if limit < physical || physical == 0 => limit,
-        _ => physical,
+    if physical == 0 {
+        // Nothing readable (sysinfo asserts a refreshed total before reading cgroup limits).
+        return 0;
     }
-}
-
-/// The smallest memory limit of the cgroup named in `proc_cgroup` (the text of
-/// `/proc/self/cgroup`) and its ancestors, under the cgroup file system mounted at `cgroup_root`.
-/// `None` when no limit is set or nothing can be read.
-fn read_cgroup_limit(proc_cgroup: &Path, cgroup_root: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(proc_cgroup).ok()?;
-    let mut best: Option<u64> = None;
-    let mut consider = |value: Option<u64>| {
-        if let Some(v) = value {
-            best = Some(best.map_or(v, |b| b.min(v)));
-        }
-    };
-    for line in text.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (Some(_id), Some(controllers), Some(path)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        let relative = path.trim_start_matches('/');
-        if controllers.is_empty() {
-            // cgroup v2 (unified hierarchy): memory.max, "max" when unlimited.
-            for dir in ancestors(cgroup_root, relative) {
-                consider(read_limit_file(&dir.join("memory.max")));
-            }
-            // A hybrid layout mounts the unified tree at /sys/fs/cgroup/unified.
-            for dir in ancestors(&cgroup_root.join("unified"), relative) {
-                consider(read_limit_file(&dir.join("memory.max")));
-            }
-        } else if controllers.split(',').any(|c| c == "memory") {
-            // cgroup v1: memory.limit_in_bytes, a huge number when unlimited.
-            for dir in ancestors(&cgroup_root.join("memory"), relative) {
-                consider(read_limit_file(&dir.join("memory.limit_in_bytes")));
-            }
-        }
-    }
-    best
-}
-
-/// `root/relative` and each of its parents up to `root`.
-fn ancestors(root: &Path, relative: &str) -> Vec<std::path::PathBuf> {
-    let mut dirs = vec![root.to_path_buf()];
-    let mut dir = root.to_path_buf();
-    for part in relative.split('/').filter(|p| !p.is_empty()) {
-        dir = dir.join(part);
-        dirs.push(dir.clone());
-    }
-    dirs
-}
-
-/// A cgroup limit file: a number, or `max`; values at or above 2^60 mean "no limit" (v1 writes
-/// `PAGE_COUNTER_MAX` pages).
-fn read_limit_file(path: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let value: u64 = text.trim().parse().ok()?;
-    (value < (1u64 << 60)).then_some(value)
+    system
+        .cgroup_limits()
+        .map_or(physical, |cgroup| cgroup.total_memory.min(physical))
 }
 
 /// A reservation was refused: the budget would be exceeded.
@@ -233,10 +84,10 @@ pub struct MemoryBudget {
 }
 
 impl MemoryBudget {
-    /// A budget with the given limit (a percentage is resolved now).
+    /// A budget with the given limit (a percentage is resolved now, of [`usable_ram_bytes`]).
     #[must_use]
     pub fn new(limit: MemoryLimit) -> Self {
-        Self::with_bytes(limit.resolve_bytes())
+        Self::with_bytes(limit.to_bytes(usable_ram_bytes))
     }
 
     /// A budget of `limit` bytes.
@@ -512,39 +363,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_limits() {
-        assert_eq!(
-            "8GiB".parse::<MemoryLimit>().unwrap(),
-            MemoryLimit::Bytes(8 << 30)
-        );
-        assert_eq!(
-            "512 MB".parse::<MemoryLimit>().unwrap(),
-            MemoryLimit::Bytes(512_000_000)
-        );
-        assert_eq!(
-            "1000".parse::<MemoryLimit>().unwrap(),
-            MemoryLimit::Bytes(1000)
-        );
-        assert_eq!(
-            "50%".parse::<MemoryLimit>().unwrap(),
-            MemoryLimit::PercentOfRam(50.0)
-        );
-        assert_eq!(
-            "unlimited".parse::<MemoryLimit>().unwrap(),
-            MemoryLimit::Unlimited
-        );
-        for bad in ["", "8XB", "150%", "0%", "-3", "GiB"] {
-            let err = bad.parse::<MemoryLimit>().unwrap_err();
-            assert!(err.to_string().contains("memory_limit"), "{err}");
-        }
-    }
-
-    #[test]
     fn percent_resolves_below_ram() {
         let ram = usable_ram_bytes();
         assert!(ram > 0);
-        let half = MemoryLimit::PercentOfRam(50.0).resolve_bytes();
+        let half = MemoryBudget::new(MemoryLimit::PercentOfRam(50.0)).limit();
         assert!(half <= ram / 2 + 1 && half + 1 >= ram / 2);
+        let mut system = sysinfo::System::new();
+        system.refresh_memory();
+        assert!(ram <= system.total_memory());
+        if let Some(cgroup) = system.cgroup_limits() {
+            assert_eq!(ram, cgroup.total_memory.min(system.total_memory()));
+        }
     }
 
     #[test]
@@ -611,31 +440,5 @@ mod tests {
         assert_eq!(budget.used(), 30);
         drop(held);
         assert_eq!(budget.used(), 0);
-    }
-
-    #[test]
-    fn cgroup_v1_and_v2_limits() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("cgroup");
-        // v2: the limit on a parent applies to the child.
-        std::fs::create_dir_all(root.join("a/b")).unwrap();
-        std::fs::write(root.join("a/memory.max"), "1048576\n").unwrap();
-        std::fs::write(root.join("a/b/memory.max"), "max\n").unwrap();
-        let proc_v2 = dir.path().join("cgroup_v2");
-        std::fs::write(&proc_v2, "0::/a/b\n").unwrap();
-        assert_eq!(read_cgroup_limit(&proc_v2, &root), Some(1_048_576));
-        // v1: the memory controller's limit; the "unlimited" value is ignored.
-        std::fs::create_dir_all(root.join("memory/job")).unwrap();
-        std::fs::write(
-            root.join("memory/memory.limit_in_bytes"),
-            "9223372036854771712\n",
-        )
-        .unwrap();
-        std::fs::write(root.join("memory/job/memory.limit_in_bytes"), "2097152\n").unwrap();
-        let proc_v1 = dir.path().join("cgroup_v1");
-        std::fs::write(&proc_v1, "5:cpu:/\n4:memory:/job\n").unwrap();
-        assert_eq!(read_cgroup_limit(&proc_v1, &root), Some(2_097_152));
-        // Nothing readable: no limit.
-        assert_eq!(read_cgroup_limit(&dir.path().join("none"), &root), None);
     }
 }

@@ -24,6 +24,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use mtseg_types::Size2;
 use serde_json::json;
 use zarrs::filesystem::FilesystemStore;
 use zarrs::group::GroupBuilder;
@@ -114,7 +115,10 @@ impl ProbabilityStore {
             })?;
         }
         let channels: Vec<usize> = heads.iter().map(|h| h.channels).collect();
-        let [slide_w, slide_h] = plan.slide_size();
+        let Size2 {
+            width: slide_w,
+            height: slide_h,
+        } = plan.slide_size();
         let reservation = budget.try_reserve(
             ZarrRowWriter::buffer_bytes(layout, slide_h, plan.width(), &channels),
             "the probability-map writer's shard row buffer",
@@ -128,7 +132,7 @@ impl ProbabilityStore {
         root_attributes.insert(
             "mtseg_stitch".into(),
             json!({
-                "slide_size": plan.slide_size(),
+                "slide_size": [slide_w, slide_h],
                 "canvas_origin": plan.origin(),
                 "canvas_size": plan.canvas_size(),
                 "mask_padding": [padding.left, padding.top, padding.right, padding.bottom],

@@ -1,5 +1,6 @@
 //! Errors, split by phase: [`PlanError`] (building the canvas plan), [`StitchError`] (running).
 
+use mtseg_types::Size2;
 use std::path::PathBuf;
 
 use thiserror::Error;
@@ -14,10 +15,10 @@ pub enum PlanError {
     #[error("no patch coordinates remain after mask filtering: nothing to stitch")]
     NoPatches,
     /// The slide has no pixels at the processing resolution.
-    #[error("slide size {slide_size:?} (width, height) has no pixels")]
+    #[error("slide size {slide_size} has no pixels")]
     EmptySlide {
-        /// `[width, height]`.
-        slide_size: [u64; 2],
+        /// The slide's size at the processing resolution.
+        slide_size: Size2,
     },
     /// A selected index is not a grid index.
     #[error("selected patch index {index} is out of range: the grid has {grid_len} patches")]
@@ -44,14 +45,14 @@ pub enum PlanError {
         bbox: [i64; 4],
     },
     /// The canvas would start outside the slide.
-    #[error("output box {index} {bbox:?} starts outside the slide of size {slide_size:?}")]
+    #[error("output box {index} {bbox:?} starts outside the slide of size {slide_size}")]
     BoxOutsideSlide {
         /// Grid index.
         index: usize,
         /// The box.
         bbox: [i64; 4],
-        /// `[width, height]`.
-        slide_size: [u64; 2],
+        /// The slide's size at the processing resolution.
+        slide_size: Size2,
     },
     /// The grid is too large to index with `u32`.
     #[error("the grid has {count} patches; at most 4294967294 are supported")]

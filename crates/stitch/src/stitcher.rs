@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use mtseg_types::Size2;
+
 use crate::bands_to_rows::RowAccumulator;
 use crate::canvas_plan::CanvasPlan;
 use crate::canvas_rows::CanvasRows;
@@ -42,8 +44,8 @@ impl HeadSpec {
 pub struct StitchParams {
     /// The canvas and the merge order (from the grid, the mask selection and the slide size).
     pub plan: CanvasPlan,
-    /// Patch output `[height, width]` (TIAToolbox `patch_output_shape`).
-    pub patch_output: [usize; 2],
+    /// Patch output size (TIAToolbox `patch_output_shape`).
+    pub patch_output: Size2,
     /// The model's heads, in order.
     pub heads: Vec<HeadSpec>,
     /// The budget the stitch window and waiting out-of-order patches reserve from.
@@ -78,16 +80,16 @@ impl StitchParams {
     /// zero, or there are no heads or a head has no channels.
     pub fn new(
         plan: CanvasPlan,
-        patch_output: [usize; 2],
+        patch_output: Size2,
         heads: Vec<HeadSpec>,
         budget: MemoryBudget,
     ) -> Result<Self, PlanError> {
-        let [h, w] = patch_output;
-        if h == 0 || w == 0 {
+        if patch_output.is_empty() {
             return Err(PlanError::InvalidParams {
-                reason: format!("patch output size {patch_output:?} (height, width) has a zero"),
+                reason: format!("patch output size {patch_output} has a zero"),
             });
         }
+        let [w, h] = patch_output.to_usize();
         if heads.is_empty() {
             return Err(PlanError::InvalidParams {
                 reason: "the model has no heads".into(),
@@ -209,7 +211,7 @@ impl StitchParams {
     /// Bytes of one patch's head outputs.
     #[must_use]
     pub fn patch_bytes(&self) -> u64 {
-        let [h, w] = self.patch_output;
+        let [w, h] = self.patch_output.to_usize();
         self.heads
             .iter()
             .map(|head| (h * w * head.channels * 4) as u64)
@@ -599,7 +601,7 @@ impl Stitcher {
                 found: patch.heads.len(),
             });
         }
-        let [h, w] = self.params.patch_output;
+        let [w, h] = self.params.patch_output.to_usize();
         for (head, (block, &c)) in patch.heads.iter().zip(&self.channels).enumerate() {
             if block.channels != c || block.data.len() != h * w * c {
                 return Err(StitchError::BlockShape {
@@ -631,7 +633,7 @@ impl Stitcher {
         debug_assert_eq!(planned.grid_index, patch.index);
         // Bands before this one are complete: their last patch was merged, or they have none.
         debug_assert_eq!(self.band_index, planned.band);
-        let width = self.params.patch_output[1];
+        let width = self.params.patch_output.to_usize()[0];
         for (head, block) in patch.heads.iter().enumerate() {
             let acc = self.rows.sums_mut();
             if !self
@@ -695,11 +697,11 @@ mod tests {
     use crate::canvas_plan::tests::grid;
     use crate::patch_prediction::HeadBlock;
 
-    fn params(boxes: &[[i64; 4]], sel: &[usize], size: [u64; 2], out: usize) -> StitchParams {
+    fn params(boxes: &[[i64; 4]], sel: &[usize], size: Size2, out: usize) -> StitchParams {
         let plan = CanvasPlan::new(boxes, sel, size).unwrap();
         StitchParams::new(
             plan,
-            [out, out],
+            Size2::square(out as u64),
             vec![HeadSpec::new("a", 1), HeadSpec::new("b", 2)],
             MemoryBudget::unlimited(),
         )
@@ -722,7 +724,7 @@ mod tests {
         // 4x4 slide, out 2, stride 1: bands at rows 0,1,2,3.
         let boxes = grid(4, 4, 2, 1);
         let all: Vec<usize> = (0..boxes.len()).collect();
-        let mut s = Stitcher::new(params(&boxes, &all, [4, 4], 2)).unwrap();
+        let mut s = Stitcher::new(params(&boxes, &all, Size2::new(4, 4), 2)).unwrap();
         let mut emitted = Vec::new();
         for i in 0..4 {
             let rows = s.push(patch(&boxes, i, 2, 1.0)).unwrap();
@@ -751,7 +753,7 @@ mod tests {
         let boxes = grid(4, 4, 2, 2);
         let all: Vec<usize> = (0..boxes.len()).collect();
         let budget = MemoryBudget::unlimited();
-        let mut p = params(&boxes, &all, [4, 4], 2);
+        let mut p = params(&boxes, &all, Size2::new(4, 4), 2);
         p.budget = budget.clone();
         let window = p.window_bytes();
         let mut s = Stitcher::new(p).unwrap();
@@ -792,7 +794,7 @@ mod tests {
     #[test]
     fn bad_patches_are_errors() {
         let boxes = grid(4, 4, 2, 2);
-        let mut s = Stitcher::new(params(&boxes, &[0, 1, 2], [4, 4], 2)).unwrap();
+        let mut s = Stitcher::new(params(&boxes, &[0, 1, 2], Size2::new(4, 4), 2)).unwrap();
         assert!(matches!(
             s.push(patch(&boxes, 3, 2, 1.0)),
             Err(StitchError::UnknownPatch { index: 3, .. })
@@ -823,7 +825,7 @@ mod tests {
     #[test]
     fn window_refused_names_the_config_key() {
         let boxes = grid(4, 4, 2, 2);
-        let mut p = params(&boxes, &[0], [4, 4], 2);
+        let mut p = params(&boxes, &[0], Size2::new(4, 4), 2);
         p.budget = MemoryBudget::with_bytes(10);
         let err = Stitcher::new(p).unwrap_err();
         assert!(err.to_string().contains("[pipeline] memory_limit"), "{err}");
@@ -832,10 +834,10 @@ mod tests {
     #[test]
     fn wrong_patch_size_is_an_error() {
         let boxes = grid(4, 4, 2, 2);
-        let plan = CanvasPlan::new(&boxes, &[0], [4, 4]).unwrap();
+        let plan = CanvasPlan::new(&boxes, &[0], Size2::new(4, 4)).unwrap();
         let err = StitchParams::new(
             plan,
-            [3, 3],
+            Size2::square(3),
             vec![HeadSpec::new("a", 1)],
             MemoryBudget::unlimited(),
         )

@@ -29,7 +29,7 @@
 //! ```
 //!
 //! # Choices a reader might question
-//! - Shapes are (width, height) here and everywhere in this crate. TIAToolbox passes the output
+//! - Shapes are [`Size2`] (width, height, from `mtseg-types`) here and in every stage crate. TIAToolbox passes the output
 //!   patch to `get_coordinates` as (h, w) while the other shapes are (w, h) (harmless for its square
 //!   presets); we use (w, h) throughout, so non-square outputs are placed correctly.
 //! - Patches within a batch are read in parallel and batches are sent in order; the stitcher
@@ -46,9 +46,11 @@ mod tile_layout;
 mod tiling_errors;
 
 pub use mask_filter::{MaskRule, box_has_tissue, box_in_mask, filter_by_mask, select_patches};
+/// The one 2-D size type of the workspace (width, height), from `mtseg-types`.
+pub use mtseg_types::Size2;
 pub use patch_extraction::{
     ExtractError, ExtractParams, ExtractStats, PatchBatch, extract_patches, read_batch,
 };
-pub use patch_grid::{PatchBox, PatchGrid, PatchGridBuilder, Size2};
+pub use patch_grid::{PatchBox, PatchGrid, PatchGridBuilder};
 pub use tile_layout::{PostprocTile, SideFlags, TileSet, tile_layout};
 pub use tiling_errors::GridError;

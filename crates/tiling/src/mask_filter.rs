@@ -8,8 +8,9 @@
 //! of the end), which never drops such a patch.
 
 use mtseg_slide::TissueMask;
+use mtseg_types::Size2;
 
-use crate::patch_grid::{PatchBox, PatchGrid, Size2};
+use crate::patch_grid::{PatchBox, PatchGrid};
 use crate::tiling_errors::GridError;
 
 /// How a box at the processing resolution is mapped onto mask pixels.

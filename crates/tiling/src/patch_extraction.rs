@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use mtseg_slide::{Interpolation, ReadError, Resolution, SlideReader};
+use mtseg_types::Size2;
 use rayon::prelude::*;
 
-use crate::patch_grid::{PatchBox, Size2};
+use crate::patch_grid::PatchBox;
 
 /// A batch of patches, the contract between `tiling` and `infer`.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,23 +5,9 @@
 //! output boxes may run past the image and input boxes may start at negative coordinates (the
 //! reader pads with white).
 
+use mtseg_types::Size2;
+
 use crate::tiling_errors::GridError;
-
-/// A (width, height) pair in pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Size2 {
-    /// Columns.
-    pub width: u64,
-    /// Rows.
-    pub height: u64,
-}
-
-impl Size2 {
-    /// A size.
-    pub const fn new(width: u64, height: u64) -> Self {
-        Self { width, height }
-    }
-}
 
 /// One patch: what the model reads and what it predicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

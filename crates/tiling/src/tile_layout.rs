@@ -6,7 +6,9 @@
 //! flag is cleared where that side touches the image border, because nothing lies beyond it.
 //! The `instmerge` crate applies the margin rules with these flags.
 
-use crate::patch_grid::{PatchGridBuilder, Size2};
+use mtseg_types::Size2;
+
+use crate::patch_grid::PatchGridBuilder;
 use crate::tiling_errors::GridError;
 
 /// The four tile sets, in the order they are merged.

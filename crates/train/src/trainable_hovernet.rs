@@ -7,6 +7,7 @@
 //! runs in training mode (batch statistics, running averages updated with momentum 0.1) or in
 //! eval mode (running statistics), eps 1e-5, as PyTorch's `BatchNorm2d`.
 
+use mtseg_infer::Architecture;
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
@@ -422,12 +423,14 @@ impl TrainableHoVerNet {
     /// 0), with `num_types` type classes (background included).
     ///
     /// # Panics
-    /// When `width_divisor` is not 1, 2, 4 or 8 (the channels would not divide).
+    /// When `width_divisor` is not one of [`Architecture::WIDTH_DIVISORS`] (1, 2, 4 or 8: the
+    /// channels would not divide).
     #[must_use]
     pub fn new(root: &nn::Path<'_>, num_types: i64, width_divisor: i64) -> Self {
         assert!(
-            [1, 2, 4, 8].contains(&width_divisor),
-            "width divisor {width_divisor} is not 1, 2, 4 or 8"
+            u32::try_from(width_divisor).is_ok_and(|d| Architecture::WIDTH_DIVISORS.contains(&d)),
+            "width divisor {width_divisor} is not one of {:?}",
+            Architecture::WIDTH_DIVISORS
         );
         let div = width_divisor;
         let conv0 = Conv::new(root, "conv0./", 3, 64 / div, 7, 1, 1, false, true);

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 
-use mtseg_stitch::{CanvasPlan, MemoryBudget};
+use mtseg_stitch::{CanvasPlan, MemoryBudget, Size2};
 
 use super::strategies::case;
 use super::synthetic::{SyntheticSlide, identity_crop, params, stitch_all};
@@ -16,7 +16,7 @@ fn check_identity(c: &super::strategies::Case) -> Result<(), TestCaseError> {
     let plan = CanvasPlan::new(
         &grid.output_boxes,
         &selected,
-        [c.slide[0] as u64, c.slide[1] as u64],
+        Size2::new(c.slide[0] as u64, c.slide[1] as u64),
     )
     .expect("valid plan");
     let patches = selected

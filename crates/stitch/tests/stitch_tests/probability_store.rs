@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use mtseg_stitch::{CanvasPlan, HeadSpec, MemoryBudget, ProbabilityStore, StitchError, ZarrLayout};
+use mtseg_stitch::{
+    CanvasPlan, HeadSpec, MemoryBudget, ProbabilityStore, Size2, StitchError, ZarrLayout,
+};
 use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
 
@@ -22,8 +24,12 @@ fn saved_maps_are_the_canvas_padded_to_the_slide() {
             (14..35).contains(&b[0]) && (14..28).contains(&b[1])
         })
         .collect();
-    let plan =
-        CanvasPlan::new(&g.output_boxes, &selected, [slide_w as u64, slide_h as u64]).unwrap();
+    let plan = CanvasPlan::new(
+        &g.output_boxes,
+        &selected,
+        Size2::new(slide_w as u64, slide_h as u64),
+    )
+    .unwrap();
     assert!(plan.origin()[0] > 0 && plan.origin()[1] > 0);
     let channels = [1usize, 2];
     let heads = vec![HeadSpec::new("np", 1), HeadSpec::new("hv", 2)];
@@ -184,8 +190,12 @@ fn both_stages_save_the_same_maps_with_and_without_spill() {
             (6..40).contains(&g.output_boxes[i][0]) && (12..30).contains(&g.output_boxes[i][1])
         })
         .collect();
-    let plan =
-        CanvasPlan::new(&g.output_boxes, &selected, [slide_w as u64, slide_h as u64]).unwrap();
+    let plan = CanvasPlan::new(
+        &g.output_boxes,
+        &selected,
+        Size2::new(slide_w as u64, slide_h as u64),
+    )
+    .unwrap();
     let channels = [1usize, 2];
     let heads = vec![HeadSpec::new("np", 1), HeadSpec::new("hv", 2)];
     let patches: Vec<_> = selected
@@ -308,8 +318,12 @@ fn a_group_store_holds_the_maps_directly_under_its_path() {
     let (input, output, stride) = ([14, 14], [10, 10], [10, 10]);
     let g = grid([slide_w, slide_h], input, output, stride);
     let selected: Vec<usize> = (0..g.output_boxes.len()).collect();
-    let plan =
-        CanvasPlan::new(&g.output_boxes, &selected, [slide_w as u64, slide_h as u64]).unwrap();
+    let plan = CanvasPlan::new(
+        &g.output_boxes,
+        &selected,
+        Size2::new(slide_w as u64, slide_h as u64),
+    )
+    .unwrap();
     let channels = [1usize, 2];
     let heads = vec![HeadSpec::new("np", 1), HeadSpec::new("hv", 2)];
     let patches: Vec<_> = selected

@@ -7,7 +7,7 @@ use crossbeam_channel::bounded;
 use proptest::prelude::*;
 
 use mtseg_stitch::{
-    CanvasPlan, MemoryBudget, PatchPrediction, PredictionBatch, SpillConfig, StitchParams,
+    CanvasPlan, MemoryBudget, PatchPrediction, PredictionBatch, Size2, SpillConfig, StitchParams,
     Stitcher, ZarrLayout, run_full_canvas_stage, spawn_rows_stage,
 };
 
@@ -28,7 +28,7 @@ fn problem(c: &Case) -> Problem {
     let plan = CanvasPlan::new(
         &grid.output_boxes,
         &selected,
-        [c.slide[0] as u64, c.slide[1] as u64],
+        Size2::new(c.slide[0] as u64, c.slide[1] as u64),
     )
     .expect("valid plan");
     let patches = selected
@@ -188,7 +188,7 @@ fn zero_block_quirk_is_reproduced() {
     // the overlap keeps the first patch's values (the mean skips the zero block), while head 1,
     // which is not zero, averages.
     let boxes = [[0, 0, 4, 4], [2, 0, 6, 4]];
-    let plan = CanvasPlan::without_mask(&boxes, [6, 4]).unwrap();
+    let plan = CanvasPlan::without_mask(&boxes, Size2::new(6, 4)).unwrap();
     let mut stitcher = Stitcher::new(params(
         plan.clone(),
         [4, 4],

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crossbeam_channel::{SendTimeoutError, bounded};
 
 use mtseg_stitch::{
-    CanvasPlan, MemoryBudget, PredictionBatch, ProbabilityStore, SpillConfig, StitchError,
+    CanvasPlan, MemoryBudget, PredictionBatch, ProbabilityStore, Size2, SpillConfig, StitchError,
     Stitcher, ZarrLayout, run_full_canvas_stage, spawn_rows_stage,
 };
 
@@ -13,7 +13,7 @@ use super::synthetic::{grid, noisy_model, params};
 
 fn setup() -> (super::synthetic::Grid, CanvasPlan) {
     let g = grid([40, 30], [8, 8], [6, 6], [5, 5]);
-    let plan = CanvasPlan::without_mask(&g.output_boxes, [40, 30]).unwrap();
+    let plan = CanvasPlan::without_mask(&g.output_boxes, Size2::new(40, 30)).unwrap();
     (g, plan)
 }
 

@@ -1,6 +1,8 @@
 //! A synthetic slide, TIAToolbox's patch grid, and test models.
 
-use mtseg_stitch::{CanvasPlan, HeadBlock, HeadSpec, MemoryBudget, PatchPrediction, StitchParams};
+use mtseg_stitch::{
+    CanvasPlan, HeadBlock, HeadSpec, MemoryBudget, PatchPrediction, Size2, StitchParams,
+};
 
 /// An in-memory image, `height × width × channels` f32.
 #[derive(Debug, Clone)]
@@ -186,7 +188,13 @@ pub(crate) fn params(
         .enumerate()
         .map(|(i, &c)| HeadSpec::new(format!("head{i}"), c))
         .collect();
-    StitchParams::new(plan, [output[1], output[0]], heads, budget).expect("valid test params")
+    StitchParams::new(
+        plan,
+        Size2::new(output[0] as u64, output[1] as u64),
+        heads,
+        budget,
+    )
+    .expect("valid test params")
 }
 
 /// Concatenate emitted rows into a canvas, checking they are contiguous and cover it.
