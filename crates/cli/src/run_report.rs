@@ -15,7 +15,7 @@ use crate::progress_display::{ProgressDisplay, ProgressMode};
 /// Runs every slide of `cfg`; returns the exit code.
 pub(crate) fn run(
     cfg: &RunConfig,
-    device: Option<mtseg_infer::Device>,
+    device: Option<mtseg_io_config::Device>,
     mode: ProgressMode,
 ) -> Exit {
     let params = match model_params(cfg, device) {
