@@ -102,7 +102,7 @@ fn dry_run_of_the_shipped_config() {
         "at 0.25 mpp: 4431 x 5922 px",
         "patches: 1036 in the grid",
         "after the tissue mask",
-        "post-processing: 25 tiles of 984 px",
+        "post-processing: 35 tiles of 984 px + 58 seam strips + 24 cross sections",
         "would write results/cmu_small_region.db",
         "would write results/cmu_small_region.geojson",
         "nothing was run or written",

@@ -156,6 +156,28 @@ fn compare(
     m.f1
 }
 
+/// Post-processing calls `--dry-run` plans for the (one) slide of `cfg`: tiles + seam strips +
+/// cross sections, or 1 for the whole canvas.
+fn planned_tiles(cfg: &Path) -> usize {
+    let o = run(cfg, &["--dry-run"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("post-processing:"))
+        .unwrap_or_else(|| panic!("no post-processing line in:\n{stdout}"));
+    if line.contains("whole canvas") {
+        return 1;
+    }
+    // "  post-processing: 35 tiles of 984 px + 58 seam strips + 24 cross sections (margin 128)"
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let before = |w: &str| -> usize {
+        let i = words.iter().position(|x| *x == w).unwrap();
+        words[i - 1].parse().unwrap()
+    };
+    before("tiles") + before("seam") + before("cross")
+}
+
 #[test]
 fn hgsc_nest_matches_tiatoolbox_with_the_cheap_model() {
     let tmp = tempfile::tempdir().unwrap();
@@ -208,6 +230,15 @@ fn cmu_small_region_at_0_25_mpp_in_tile_mode_matches_tiatoolbox() {
     );
     assert!(o.status.success(), "{stdout}\n{stderr}");
     assert!(stderr.contains("495 patches"), "{stderr}");
+    // the dry run plans the post-processing tiles the run made (README difference 18)
+    let planned = planned_tiles(&cfg);
+    let ran: usize = stdout
+        .lines()
+        .find(|l| l.contains("cmu_small_region.svs") && !l.contains("->"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no tiles column for the slide in:\n{stdout}"));
+    assert_eq!(ran, planned, "{stdout}");
     let out = tmp.path().join("out");
     // baseline is 0.499 mpp: polygons are scaled by 0.25 / 0.499
     let ours = our_nuclei(&out.join("cmu_small_region.geojson"), 0.25 / 0.499);

@@ -13,8 +13,11 @@ use mtseg_infer::{
 use mtseg_io_config::RunConfig;
 use mtseg_pipeline::{
     Engine, MemoryOutputs, ModelFactory, ModelProvider, ProgressEvent, ProgressSink, plan_slide,
+    stage_params, tissue_mask,
 };
+use mtseg_slide::open_slide;
 use mtseg_test_models::{LabelSource, RasterLabels};
+use mtseg_tiling::{Size2, box_has_tissue, tile_layout};
 
 #[path = "support/oracle_provider.rs"]
 mod oracle_provider;
@@ -155,6 +158,38 @@ fn run_matches_plan(cfg: &RunConfig) -> Result<Vec<usize>> {
     Ok(counts)
 }
 
+/// Post-processing tiles of the canvas of `slide`: all of them, and those whose full tile
+/// meets the tissue mask (TIAToolbox's filter, with its strips and crosses).
+fn tile_counts(cfg: &RunConfig, slide: &Path) -> Result<(usize, usize)> {
+    let plan = plan_slide(cfg, slide)?;
+    let reader = open_slide(slide, stage_params::slide_open_options(cfg))?;
+    let mask = tissue_mask(cfg, reader.as_ref())?.expect("auto mask");
+    let (cw, ch, ox, oy) = plan.canvas;
+    let (w, h) = plan.processing;
+    let eff = cfg.io.effective_tile();
+    let tile = eff.width.min(eff.height);
+    let layout = |keep: &dyn Fn(&[i64; 4]) -> bool| {
+        tile_layout(Size2::new(cw, ch), tile, u64::from(cfg.io.margin), keep).map(|t| t.len())
+    };
+    let all = layout(&|_| true)?;
+    let with_tissue = layout(&|b| {
+        let on_slide = [
+            b[0] + ox as i64,
+            b[1] + oy as i64,
+            b[2] + ox as i64,
+            b[3] + oy as i64,
+        ];
+        box_has_tissue(
+            on_slide,
+            &mask,
+            Size2::new(w, h),
+            stage_params::mask_rule(cfg),
+            0.0,
+        )
+    })?;
+    Ok((all, with_tissue))
+}
+
 #[test]
 fn dry_run_and_run_count_the_same_tiles() -> Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -170,6 +205,11 @@ fn dry_run_and_run_count_the_same_tiles() -> Result<()> {
     let tiles = run_matches_plan(&cfg)?;
     eprintln!("cmu_small_region at 0.25 mpp: {tiles:?} tiles");
     ensure!(tiles[0] > 1, "tile mode");
+    // README difference 18: every tile of the canvas is post-processed; TIAToolbox keeps only
+    // the tiles whose box meets the tissue mask.
+    let (all, with_tissue) = tile_counts(&cfg, &cmu)?;
+    eprintln!("  tiles: {all} in the layout, {with_tissue} meet the tissue mask");
+    ensure!(tiles[0] == all && with_tissue < all);
     // configs/demo.toml's shapes: 0.5 mpp, tile_shape 2048, auto mask; and hgsc_nest (no mpp in
     // the file: 0.5 given), tile 600 so that it is tiled too
     let cfg = config(
