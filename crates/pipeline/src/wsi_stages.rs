@@ -12,9 +12,7 @@ use mtseg_infer::{BatchResult, BatchSender, HeadKind, InferError, InputBatch};
 use mtseg_instmerge::{MergedItem, RowChunk, StreamedInstances, StreamingTileMode};
 use mtseg_postproc::{LayerRegion, NucleusInstance};
 use mtseg_slide::SlideReader;
-use mtseg_stitch::{
-    CanvasRows, HeadBlock, PatchPrediction, ProbabilityStore, StitchError, Stitcher,
-};
+use mtseg_stitch::{CanvasRows, HeadSlice, PatchView, ProbabilityStore, StitchError, Stitcher};
 use mtseg_tiling::{ExtractParams, PatchBox, PatchGrid, read_batch};
 
 use crate::busy_clock::BusyClock;
@@ -151,16 +149,20 @@ pub(crate) fn stitch_stage(
                     let data = h
                         .patch(i)
                         .ok_or_else(|| bad(h.kind.name(), "no values for this patch"))?;
-                    Ok(HeadBlock::new(h.shape[3], data.to_vec()))
+                    Ok(HeadSlice {
+                        channels: h.shape[3],
+                        data,
+                    })
                 })
                 .collect::<Result<Vec<_>, SlideError>>()?;
-            let patch = PatchPrediction {
+            // borrowed: merged straight from the model's output, copied only if it must wait
+            let patch = PatchView {
                 index: index as usize,
                 output_box,
                 heads,
             };
             stitcher
-                .push_with(patch, &mut emit)
+                .push_view_with(patch, &mut emit)
                 .map_err(stitch_failed)?;
         }
         drop(outputs);

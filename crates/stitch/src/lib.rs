@@ -178,7 +178,7 @@ pub use memory_budget::{
 /// The memory limit and 2-D size of the shared vocabulary, re-exported for callers of
 /// [`MemoryBudget::new`], [`CanvasPlan::new`] and [`StitchParams::new`].
 pub use mtseg_types::{MemoryLimit, Size2};
-pub use patch_prediction::{HeadBlock, PatchPrediction, PredictionBatch};
+pub use patch_prediction::{HeadBlock, HeadSlice, PatchPrediction, PatchView, PredictionBatch};
 pub use patches_to_bands::merge_batch_to_canvas;
 pub use probability_store::ProbabilityStore;
 pub use stitch_errors::{PlanError, StitchError};

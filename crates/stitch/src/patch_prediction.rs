@@ -52,6 +52,92 @@ impl PatchPrediction {
     }
 }
 
+/// One head's output for one patch, borrowed, e.g. a slice of a model's batch output
+/// (`mtseg_infer::HeadTensor::patch`): the stitcher merges it without a copy when the patch
+/// comes in merge order, and copies it only when it has to wait.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeadSlice<'a> {
+    /// Number of channels of this head.
+    pub channels: usize,
+    /// `height × width × channels` values, row-major, channels last.
+    pub data: &'a [f32],
+}
+
+/// [`PatchPrediction`] with borrowed head data ([`crate::Stitcher::push_view_with`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchView<'a> {
+    /// The patch's index in the full grid.
+    pub index: usize,
+    /// Its output box `[x0, y0, x1, y1]` in slide pixels at the processing resolution.
+    pub output_box: [i64; 4],
+    /// One slice per head, in the model's head order.
+    pub heads: Vec<HeadSlice<'a>>,
+}
+
+/// What the stitcher reads of an incoming patch, owned or borrowed.
+pub(crate) trait PatchData {
+    /// Grid index.
+    fn index(&self) -> usize;
+    /// Output box on the slide.
+    fn output_box(&self) -> [i64; 4];
+    /// Heads.
+    fn head_count(&self) -> usize;
+    /// Channels and values of head `k` (`k < head_count`).
+    fn head(&self, k: usize) -> (usize, &[f32]);
+    /// The patch as an owned prediction (to wait for its turn).
+    fn into_owned(self) -> PatchPrediction;
+    /// Bytes of head data.
+    fn byte_size(&self) -> u64 {
+        (0..self.head_count())
+            .map(|k| std::mem::size_of_val(self.head(k).1) as u64)
+            .sum()
+    }
+}
+
+impl PatchData for PatchPrediction {
+    fn index(&self) -> usize {
+        self.index
+    }
+    fn output_box(&self) -> [i64; 4] {
+        self.output_box
+    }
+    fn head_count(&self) -> usize {
+        self.heads.len()
+    }
+    fn head(&self, k: usize) -> (usize, &[f32]) {
+        (self.heads[k].channels, &self.heads[k].data)
+    }
+    fn into_owned(self) -> PatchPrediction {
+        self
+    }
+}
+
+impl PatchData for PatchView<'_> {
+    fn index(&self) -> usize {
+        self.index
+    }
+    fn output_box(&self) -> [i64; 4] {
+        self.output_box
+    }
+    fn head_count(&self) -> usize {
+        self.heads.len()
+    }
+    fn head(&self, k: usize) -> (usize, &[f32]) {
+        (self.heads[k].channels, self.heads[k].data)
+    }
+    fn into_owned(self) -> PatchPrediction {
+        PatchPrediction {
+            index: self.index,
+            output_box: self.output_box,
+            heads: self
+                .heads
+                .iter()
+                .map(|h| HeadBlock::new(h.channels, h.data.to_vec()))
+                .collect(),
+        }
+    }
+}
+
 /// What travels on the channel from inference to stitch: the patches of one model batch, in
 /// any order (the stitcher orders them).
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -9,7 +9,7 @@ use crate::bands_to_rows::RowAccumulator;
 use crate::canvas_plan::CanvasPlan;
 use crate::canvas_rows::CanvasRows;
 use crate::memory_budget::{MemoryBudget, MemoryReservation};
-use crate::patch_prediction::PatchPrediction;
+use crate::patch_prediction::{PatchData, PatchPrediction, PatchView};
 use crate::patches_to_bands::BandBuilder;
 use crate::row_sink::{Emit, FinalRows, ReservingSink, RowSink};
 use crate::stitch_errors::{PlanError, StitchError};
@@ -408,10 +408,24 @@ impl Stitcher {
         self.push_reserving(patch, 0, &mut emit)
     }
 
+    /// [`Stitcher::push_with`] for a patch whose head data is borrowed (e.g. from the model's
+    /// batch output): merged straight from the slices when it is the next patch in merge order,
+    /// copied only when it has to wait for earlier ones.
+    ///
+    /// # Errors
+    /// As [`Stitcher::push_with`].
+    pub fn push_view_with(
+        &mut self,
+        patch: PatchView<'_>,
+        mut emit: impl FnMut(CanvasRows) -> Result<(), StitchError>,
+    ) -> Result<(), StitchError> {
+        self.push_reserving(patch, 0, &mut emit)
+    }
+
     /// [`Stitcher::push_with`]; `also_held` more bytes are held for good by the caller.
     pub(crate) fn push_reserving(
         &mut self,
-        patch: PatchPrediction,
+        patch: impl PatchData,
         also_held: u64,
         emit: &mut Emit<'_>,
     ) -> Result<(), StitchError> {
@@ -436,7 +450,7 @@ impl Stitcher {
     /// Merge one patch (any order); rows that become final go to `sink` at once.
     pub(crate) fn push_into(
         &mut self,
-        patch: PatchPrediction,
+        patch: impl PatchData,
         sink: &mut dyn RowSink,
     ) -> Result<(), StitchError> {
         if self.interrupted {
@@ -461,7 +475,7 @@ impl Stitcher {
                     .try_grow(needed - self.pending_reservation.size())?;
             }
             self.pending_bytes = needed;
-            self.pending.insert(rank, patch);
+            self.pending.insert(rank, patch.into_owned());
             self.metrics.patches_in += 1;
             self.metrics.peak_pending_patches = self
                 .metrics
@@ -474,7 +488,7 @@ impl Stitcher {
     /// Merge `patch` (of rank `next_rank`) and every waiting patch that follows it.
     fn merge_in_order(
         &mut self,
-        patch: PatchPrediction,
+        patch: impl PatchData,
         sink: &mut dyn RowSink,
     ) -> Result<(), StitchError> {
         // Bands that need no patch (a ring band above the tissue) are done before the first.
@@ -565,9 +579,9 @@ impl Stitcher {
     }
 
     /// Validate a patch and return its merge rank.
-    fn check(&self, patch: &PatchPrediction) -> Result<usize, StitchError> {
+    fn check(&self, patch: &impl PatchData) -> Result<usize, StitchError> {
         let plan = &self.params.plan;
-        let index = patch.index;
+        let index = patch.index();
         let rank = plan.merge_rank(index).ok_or(StitchError::UnknownPatch {
             index,
             selected: plan.selected_count(),
@@ -587,30 +601,31 @@ impl Stitcher {
             b[2] + ox as i64,
             b[3] + oy as i64,
         ];
-        if patch.output_box != expected {
+        if patch.output_box() != expected {
             return Err(StitchError::BoxMismatch {
                 index,
                 expected,
-                found: patch.output_box,
+                found: patch.output_box(),
             });
         }
-        if patch.heads.len() != self.channels.len() {
+        if patch.head_count() != self.channels.len() {
             return Err(StitchError::HeadCount {
                 index,
                 expected: self.channels.len(),
-                found: patch.heads.len(),
+                found: patch.head_count(),
             });
         }
         let [w, h] = self.params.patch_output.to_usize();
-        for (head, (block, &c)) in patch.heads.iter().zip(&self.channels).enumerate() {
-            if block.channels != c || block.data.len() != h * w * c {
+        for (head, &c) in self.channels.iter().enumerate() {
+            let (channels, data) = patch.head(head);
+            if channels != c || data.len() != h * w * c {
                 return Err(StitchError::BlockShape {
                     index,
                     head,
                     expected_channels: c,
-                    found_channels: block.channels,
+                    found_channels: channels,
                     expected_len: h * w * c,
-                    found_len: block.data.len(),
+                    found_len: data.len(),
                     height: h,
                     width: w,
                 });
@@ -620,25 +635,21 @@ impl Stitcher {
     }
 
     /// Merge the patch of rank `next_rank` into its band.
-    fn merge(
-        &mut self,
-        patch: &PatchPrediction,
-        sink: &mut dyn RowSink,
-    ) -> Result<(), StitchError> {
+    fn merge(&mut self, patch: &impl PatchData, sink: &mut dyn RowSink) -> Result<(), StitchError> {
         let planned = *self
             .params
             .plan
             .patch_at_rank(self.next_rank)
             .expect("next_rank < selected_count while patches arrive");
-        debug_assert_eq!(planned.grid_index, patch.index);
+        debug_assert_eq!(planned.grid_index, patch.index());
         // Bands before this one are complete: their last patch was merged, or they have none.
         debug_assert_eq!(self.band_index, planned.band);
         let width = self.params.patch_output.to_usize()[0];
-        for (head, block) in patch.heads.iter().enumerate() {
+        for head in 0..patch.head_count() {
             let acc = self.rows.sums_mut();
             if !self
                 .band
-                .add_block(acc, head, &block.data, width, planned.canvas_box[0])
+                .add_block(acc, head, patch.head(head).1, width, planned.canvas_box[0])
             {
                 self.metrics.zero_blocks += 1;
             }
@@ -695,7 +706,7 @@ impl Stitcher {
 mod tests {
     use super::*;
     use crate::canvas_plan::tests::grid;
-    use crate::patch_prediction::HeadBlock;
+    use crate::patch_prediction::{HeadBlock, HeadSlice};
 
     fn params(boxes: &[[i64; 4]], sel: &[usize], size: Size2, out: usize) -> StitchParams {
         let plan = CanvasPlan::new(boxes, sel, size).unwrap();
@@ -717,6 +728,51 @@ mod tests {
                 HeadBlock::new(2, vec![value; out * out * 2]),
             ],
         }
+    }
+
+    #[test]
+    fn borrowed_patches_stitch_as_owned_ones_in_any_order() {
+        // 4x4 slide, out 2, stride 1, distinct values per patch; one order with waits
+        let boxes = grid(4, 4, 2, 1);
+        let all: Vec<usize> = (0..boxes.len()).collect();
+        let order = [1usize, 0, 2, 3, 6, 4, 5, 7, 8, 9, 10, 11, 15, 14, 13, 12];
+        let run = |borrowed: bool| {
+            let mut s = Stitcher::new(params(&boxes, &all, Size2::new(4, 4), 2)).unwrap();
+            let mut rows = Vec::new();
+            for &i in &order {
+                let p = patch(&boxes, i, 2, i as f32 + 0.5);
+                let mut emit = |r: CanvasRows| {
+                    rows.push((r.y0, r.rows, r.heads.clone()));
+                    Ok(())
+                };
+                if borrowed {
+                    let view = PatchView {
+                        index: p.index,
+                        output_box: p.output_box,
+                        heads: p
+                            .heads
+                            .iter()
+                            .map(|h| HeadSlice {
+                                channels: h.channels,
+                                data: &h.data,
+                            })
+                            .collect(),
+                    };
+                    s.push_view_with(view, &mut emit).unwrap();
+                } else {
+                    s.push_with(p, &mut emit).unwrap();
+                }
+            }
+            s.finish_with(|r: CanvasRows| {
+                rows.push((r.y0, r.rows, r.heads.clone()));
+                Ok(())
+            })
+            .unwrap();
+            rows
+        };
+        let owned = run(false);
+        assert_eq!(owned.iter().map(|r| r.1).sum::<usize>(), 4);
+        assert_eq!(run(true), owned);
     }
 
     #[test]
