@@ -183,7 +183,7 @@ pub enum InferError {
         detail: String,
     },
     /// A batch says where its patches come from, but not for each patch.
-    #[error("batch has {found} origins for {n} patches (one per patch, or none)")]
+    #[error("batch has {found} origins for {n} patches (one box per patch, or none)")]
     BadOrigins {
         /// Patches in the batch.
         n: usize,

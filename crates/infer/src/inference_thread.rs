@@ -1,5 +1,5 @@
 //! One inference thread per device: builds its model on that thread once, then serves any
-//! number of sessions (one per slide, say): each session sends [`InputBatch`]es through a
+//! number of sessions (one per slide, say): each session sends [`PatchBatch`]es through a
 //! [`BatchSender`] and receives its [`HeadOutputs`] (or a batch's error), in order, on a receiver
 //! of its own that ends when the session's senders are gone and its batches are done.
 
@@ -11,7 +11,9 @@ use mtseg_types::HeadSpec;
 
 use crate::errors::{InferError, LoadError};
 use crate::heads::HeadOutputs;
-use crate::model::{InputBatch, Model};
+use mtseg_types::PatchBatch;
+
+use crate::model::{BatchView, Model};
 
 /// The result of one batch.
 pub type BatchResult = Result<HeadOutputs, InferError>;
@@ -19,7 +21,7 @@ pub type BatchResult = Result<HeadOutputs, InferError>;
 /// One batch and where its result goes.
 #[derive(Debug)]
 struct Job {
-    batch: InputBatch,
+    batch: PatchBatch,
     reply: Sender<BatchResult>,
 }
 
@@ -37,7 +39,7 @@ impl BatchSender {
     ///
     /// # Errors
     /// [`InferError::ThreadGone`] when the thread has stopped.
-    pub fn send(&self, batch: InputBatch) -> Result<(), InferError> {
+    pub fn send(&self, batch: PatchBatch) -> Result<(), InferError> {
         let job = Job {
             batch,
             reply: self.reply.clone(),
@@ -154,7 +156,7 @@ impl InferenceThread {
     ///
     /// # Errors
     /// [`InferError::ThreadGone`] when the thread has stopped or was closed.
-    pub fn submit(&self, batch: InputBatch) -> Result<(), InferError> {
+    pub fn submit(&self, batch: PatchBatch) -> Result<(), InferError> {
         self.default
             .as_ref()
             .ok_or_else(|| InferError::ThreadGone {
@@ -229,9 +231,7 @@ where
     }
     for job in jobs {
         let t0 = std::time::Instant::now();
-        let result = job
-            .batch
-            .view()
+        let result = BatchView::of(&job.batch)
             .and_then(|v| model.forward(v))
             .and_then(|out| {
                 out.check(&heads, &job.batch.indices, output_size)
@@ -260,6 +260,7 @@ mod tests {
     use crate::heads::HeadTensor;
     use crate::model::BatchView;
     use mtseg_types::HeadKind;
+    use mtseg_types::Size2;
 
     /// Mean of the red channel as np, for checking plumbing.
     struct Fake(Vec<HeadSpec>);
@@ -305,12 +306,11 @@ mod tests {
         let (tx, rx) = t.session().unwrap();
         let producer = std::thread::spawn(move || {
             for i in 0..5u8 {
-                let batch = InputBatch {
+                let batch = PatchBatch {
                     indices: vec![u64::from(i)],
-                    origins: Vec::new(),
+                    boxes: Vec::new(),
+                    patch: Size2::new(2, 2),
                     pixels: vec![i; 12],
-                    height: 2,
-                    width: 2,
                 };
                 tx.send(batch).unwrap();
             }
@@ -324,21 +324,19 @@ mod tests {
         // the session ends when its sender is gone and its batches are done
         assert!(rx.recv().is_err());
         // Wrong patch size is an error for that batch only.
-        t.submit(InputBatch {
+        t.submit(PatchBatch {
             indices: vec![9],
-            origins: Vec::new(),
+            boxes: Vec::new(),
+            patch: Size2::new(3, 3),
             pixels: vec![0; 27],
-            height: 3,
-            width: 3,
         })
         .unwrap();
         assert!(matches!(t.recv(), Err(InferError::WrongPatchSize { .. })));
-        t.submit(InputBatch {
+        t.submit(PatchBatch {
             indices: vec![9],
-            origins: Vec::new(),
+            boxes: Vec::new(),
+            patch: Size2::new(2, 2),
             pixels: vec![0; 5],
-            height: 2,
-            width: 2,
         })
         .unwrap();
         assert!(matches!(t.recv(), Err(InferError::BadBufferLength { .. })));
@@ -348,12 +346,11 @@ mod tests {
     #[test]
     fn sessions_get_their_own_results_and_one_hanging_up_stops_nothing() {
         let t = InferenceThread::spawn("infer-test", 1, fake).unwrap();
-        let batch = |i: u8| InputBatch {
+        let batch = |i: u8| PatchBatch {
             indices: vec![u64::from(i)],
-            origins: Vec::new(),
+            boxes: Vec::new(),
+            patch: Size2::new(2, 2),
             pixels: vec![i; 12],
-            height: 2,
-            width: 2,
         };
         for round in 0..3u8 {
             let (a_tx, a_rx) = t.session().unwrap();

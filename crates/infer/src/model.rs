@@ -2,6 +2,8 @@
 
 use mtseg_types::HeadSpec;
 
+use mtseg_types::{PatchBatch, PatchBox};
+
 use crate::errors::InferError;
 use crate::heads::HeadOutputs;
 
@@ -10,7 +12,7 @@ use crate::heads::HeadOutputs;
 pub struct BatchView<'a> {
     pixels: &'a [u8],
     indices: &'a [u64],
-    origins: &'a [[i64; 2]],
+    boxes: &'a [PatchBox],
     n: usize,
     height: usize,
     width: usize,
@@ -44,26 +46,45 @@ impl<'a> BatchView<'a> {
         Ok(Self {
             pixels,
             indices,
-            origins: &[],
+            boxes: &[],
             n,
             height,
             width,
         })
     }
 
-    /// The same view with the places the patches come from: `origins[i]` is the top-left
-    /// `[x, y]` of patch `i`'s input box on the slide, in pixels at the processing resolution.
+    /// A view of a reader's batch, with the places its patches come from when it says so.
     ///
     /// # Errors
-    /// [`InferError::BadOrigins`] when there is not exactly one origin per patch.
-    pub fn with_origins(mut self, origins: &'a [[i64; 2]]) -> Result<Self, InferError> {
-        if origins.len() != self.n {
+    /// [`InferError::BadBufferLength`] when the pixels do not match the patches;
+    /// [`InferError::BadOrigins`] when the batch has boxes, but not one per patch.
+    pub fn of(batch: &'a PatchBatch) -> Result<Self, InferError> {
+        let view = Self::new(
+            &batch.pixels,
+            &batch.indices,
+            batch.patch.height as usize,
+            batch.patch.width as usize,
+        )?;
+        if batch.boxes.is_empty() {
+            Ok(view)
+        } else {
+            view.with_boxes(&batch.boxes)
+        }
+    }
+
+    /// The same view with the places the patches come from: `boxes[i]` holds patch `i`'s input
+    /// and output box on the slide, in pixels at the processing resolution.
+    ///
+    /// # Errors
+    /// [`InferError::BadOrigins`] when there is not exactly one box per patch.
+    pub fn with_boxes(mut self, boxes: &'a [PatchBox]) -> Result<Self, InferError> {
+        if boxes.len() != self.n {
             return Err(InferError::BadOrigins {
                 n: self.n,
-                found: origins.len(),
+                found: boxes.len(),
             });
         }
-        self.origins = origins;
+        self.boxes = boxes;
         Ok(self)
     }
 
@@ -79,12 +100,12 @@ impl<'a> BatchView<'a> {
         self.indices
     }
 
-    /// Where each patch comes from (top-left `[x, y]` of its input box on the slide at the
-    /// processing resolution), when the producer said so ([`BatchView::with_origins`]); empty
-    /// otherwise. A real model ignores it; test models that render known labels need it.
+    /// Where each patch comes from (its input and output box on the slide at the processing
+    /// resolution), when the producer said so ([`BatchView::with_boxes`]); empty otherwise. A
+    /// real model ignores it; test models that render known labels need it.
     #[must_use]
-    pub fn origins(&self) -> &'a [[i64; 2]] {
-        self.origins
+    pub fn boxes(&self) -> &'a [PatchBox] {
+        self.boxes
     }
 
     /// Number of patches.
@@ -109,37 +130,6 @@ impl<'a> BatchView<'a> {
     #[must_use]
     pub fn width(&self) -> usize {
         self.width
-    }
-}
-
-/// An owned batch, as sent to an [`crate::InferenceThread`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InputBatch {
-    /// Patch indices, one per patch (passed through to [`HeadOutputs::indices`]).
-    pub indices: Vec<u64>,
-    /// Top-left `[x, y]` of each patch's input box on the slide (processing resolution), one
-    /// per patch, or empty when the places are not known (see [`BatchView::origins`]).
-    pub origins: Vec<[i64; 2]>,
-    /// `indices.len() * height * width * 3` bytes, NHWC RGB.
-    pub pixels: Vec<u8>,
-    /// Patch height.
-    pub height: usize,
-    /// Patch width.
-    pub width: usize,
-}
-
-impl InputBatch {
-    /// A borrowed view, checking the buffer length.
-    ///
-    /// # Errors
-    /// [`InferError::BadBufferLength`] when the lengths do not agree.
-    pub fn view(&self) -> Result<BatchView<'_>, InferError> {
-        let view = BatchView::new(&self.pixels, &self.indices, self.height, self.width)?;
-        if self.origins.is_empty() {
-            Ok(view)
-        } else {
-            view.with_origins(&self.origins)
-        }
     }
 }
 
@@ -183,6 +173,7 @@ pub(crate) fn check_patch_size(expected: usize, batch: &BatchView<'_>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mtseg_types::Size2;
 
     #[test]
     fn view_checks_length() {
@@ -193,21 +184,32 @@ mod tests {
     }
 
     #[test]
-    fn origins_are_one_per_patch_or_none() {
+    fn boxes_are_one_per_patch_or_none() {
         let px = vec![0u8; 2 * 4 * 4 * 3];
         let v = BatchView::new(&px, &[1, 2], 4, 4).unwrap();
-        assert!(v.origins().is_empty());
-        let v = v.with_origins(&[[0, 0], [4, 0]]).unwrap();
-        assert_eq!(v.origins(), [[0, 0], [4, 0]]);
-        let e = v.with_origins(&[[0, 0]]).unwrap_err();
+        assert!(v.boxes().is_empty());
+        let boxes = [
+            PatchBox {
+                input: [0, 0, 4, 4],
+                output: [1, 1, 3, 3],
+            },
+            PatchBox {
+                input: [4, 0, 8, 4],
+                output: [5, 1, 7, 3],
+            },
+        ];
+        let v = v.with_boxes(&boxes).unwrap();
+        assert_eq!(v.boxes()[1].input, [4, 0, 8, 4]);
+        let e = v.with_boxes(&boxes[..1]).unwrap_err();
         assert!(e.to_string().contains("1 origins for 2 patches"), "{e}");
-        let batch = InputBatch {
+        let mut batch = PatchBatch {
             indices: vec![1, 2],
-            origins: vec![[0, 0]],
+            boxes: boxes[..1].to_vec(),
+            patch: Size2::new(4, 4),
             pixels: px,
-            height: 4,
-            width: 4,
         };
-        assert!(batch.view().is_err());
+        assert!(BatchView::of(&batch).is_err());
+        batch.boxes = boxes.to_vec();
+        assert_eq!(BatchView::of(&batch).unwrap().boxes(), boxes);
     }
 }

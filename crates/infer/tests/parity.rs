@@ -16,7 +16,7 @@ use std::io::Write;
 
 use mtseg_infer::{
     Architecture, BatchView, Device, ForwardOptions, HeadKind, HeadOutputs, HoVerNet,
-    InferenceThread, InputBatch, ModelParams, load_model,
+    InferenceThread, ModelParams, PatchBatch, load_model,
 };
 use tch::{Kind, Tensor};
 
@@ -266,22 +266,20 @@ fn safetensors_nchw_through_the_inference_thread() {
     let half = pixels.len() / 2;
     for (i, chunk) in [&pixels[..half], &pixels[half..]].into_iter().enumerate() {
         thread
-            .submit(InputBatch {
+            .submit(PatchBatch {
                 indices: vec![i as u64],
-                origins: Vec::new(),
+                boxes: Vec::new(),
+                patch: mtseg_types::Size2::new(270, 270),
                 pixels: chunk.to_vec(),
-                height: 270,
-                width: 270,
             })
             .unwrap();
     }
     thread
-        .submit(InputBatch {
+        .submit(PatchBatch {
             indices: vec![],
-            origins: Vec::new(),
+            boxes: Vec::new(),
+            patch: mtseg_types::Size2::new(270, 270),
             pixels: vec![],
-            height: 270,
-            width: 270,
         })
         .unwrap();
     let a = thread.recv().unwrap();

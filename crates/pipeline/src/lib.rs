@@ -9,7 +9,7 @@
 //! ```text
 //!              one per run                      one session per slide
 //! ModelProvider ──────────> inference thread <──────────────────────────┐
-//!                                  │ HeadOutputs                         │ InputBatch
+//!                                  │ HeadOutputs                         │ PatchBatch
 //! slide ─> plan_slide ─> reader ───┼─────────────────────────────────────┘ (rayon pool)
 //!   (grid, mask, canvas, tiles)    v
 //!                               stitcher ──CanvasRows──> post-processing + merge ──> export

@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use mtseg_infer::{BatchResult, BatchSender, HeadKind, HeadOutputs, InputBatch};
+use mtseg_infer::{BatchResult, BatchSender, HeadKind, HeadOutputs};
 use mtseg_instmerge::{CanvasMaps, full_canvas_mode};
 use mtseg_io_config::RunConfig;
 use mtseg_slide::open_slide;
+use mtseg_tiling::{PatchBatch, PatchBox, Size2};
 use rayon::prelude::*;
 
 use crate::model_params::np_hv_params;
@@ -145,13 +146,21 @@ fn read_images(
         if pending.send(ReadOutcome::Batch(kept)).is_err() {
             return;
         }
-        let input = InputBatch {
+        // each image is its own slide: its one patch reads all of it and predicts the centre
+        let (ow, oh) = (
+            job.cfg.io.patch_output.width,
+            job.cfg.io.patch_output.height,
+        );
+        let (dx, dy) = (((iw - ow) / 2) as i64, ((ih - oh) / 2) as i64);
+        let whole = PatchBox {
+            input: [0, 0, iw as i64, ih as i64],
+            output: [dx, dy, dx + ow as i64, dy + oh as i64],
+        };
+        let input = PatchBatch {
             indices: idx,
-            // each image is its own slide: its patch starts at its origin
-            origins: vec![[0, 0]; kept_len],
+            boxes: vec![whole; kept_len],
+            patch: Size2::new(iw, ih),
             pixels,
-            height: ih as usize,
-            width: iw as usize,
         };
         if model_input.send(input).is_err() {
             return;

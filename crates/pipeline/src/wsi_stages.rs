@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use mtseg_export::OverlayBase;
-use mtseg_infer::{BatchResult, BatchSender, HeadKind, InferError, InputBatch};
+use mtseg_infer::{BatchResult, BatchSender, HeadKind, InferError};
 use mtseg_instmerge::{MergedItem, RowChunk, StreamedInstances, StreamingTileMode};
 use mtseg_postproc::{LayerRegion, NucleusInstance};
 use mtseg_slide::SlideReader;
@@ -62,14 +62,7 @@ pub(crate) fn read_stage(
         let t = Instant::now();
         let b = pool.install(|| read_batch(slide, chunk, params))?;
         clock.add(t.elapsed());
-        let input = InputBatch {
-            origins: b.boxes.iter().map(|p| [p.input[0], p.input[1]]).collect(),
-            indices: b.indices,
-            height: b.patch.height as usize,
-            width: b.patch.width as usize,
-            pixels: b.pixels,
-        };
-        if model_input.send(input).is_err() {
+        if model_input.send(b).is_err() {
             return Err(SlideError::Interrupted);
         }
     }

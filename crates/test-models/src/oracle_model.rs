@@ -224,7 +224,7 @@ impl OracleModel {
     }
 
     /// A builder over `source` that takes each patch's place from its batch
-    /// ([`BatchView::origins`], which the pipeline fills from the patch grid): one model serves
+    /// ([`BatchView::boxes`], which the pipeline fills from the patch grid): one model serves
     /// every slide of a run. A batch without origins is predicted as background and counted
     /// ([`OracleCounters::unknown_patches`]).
     pub fn from_batches(source: Arc<dyn LabelSource>) -> OracleModelBuilder {
@@ -404,8 +404,12 @@ impl Model for OracleModel {
         let o = self.output_size;
         let origins: Vec<Option<[i64; 2]>> = match &self.origins {
             PatchOrigins::Lookup(f) => batch.indices().iter().map(|&i| f(i)).collect(),
-            PatchOrigins::FromBatch if batch.origins().is_empty() => vec![None; n],
-            PatchOrigins::FromBatch => batch.origins().iter().copied().map(Some).collect(),
+            PatchOrigins::FromBatch if batch.boxes().is_empty() => vec![None; n],
+            PatchOrigins::FromBatch => batch
+                .boxes()
+                .iter()
+                .map(|b| Some([b.input[0], b.input[1]]))
+                .collect(),
         };
         let unknown = origins.iter().filter(|x| x.is_none()).count() as u64;
         let (has_tp, has_ls) = (self.has(HeadKind::Tp), self.has(HeadKind::Ls));
@@ -530,9 +534,14 @@ mod tests {
         let px = vec![0u8; 3 * 48 * 48 * 3];
         let view = BatchView::new(&px, &[0, 1, 2], 48, 48).unwrap();
         let want = by_index.forward(view).unwrap();
-        let got = by_batch
-            .forward(view.with_origins(&places).unwrap())
-            .unwrap();
+        let boxes: Vec<mtseg_infer::PatchBox> = places
+            .iter()
+            .map(|&[x, y]| mtseg_infer::PatchBox {
+                input: [x, y, x + 48, y + 48],
+                output: [x + 8, y + 8, x + 40, y + 40],
+            })
+            .collect();
+        let got = by_batch.forward(view.with_boxes(&boxes).unwrap()).unwrap();
         assert_eq!(got, want);
         assert!(
             want.head(HeadKind::Np)

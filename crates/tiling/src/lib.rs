@@ -47,10 +47,10 @@ mod tiling_errors;
 
 pub use mask_filter::{MaskRule, box_has_tissue, box_in_mask, filter_by_mask, select_patches};
 /// The one 2-D size type of the workspace (width, height), from `mtseg-types`.
-pub use mtseg_types::Size2;
+pub use mtseg_types::{PatchBatch, PatchBox, Size2};
 pub use patch_extraction::{
-    ExtractError, ExtractParams, ExtractStats, PatchBatch, extract_patches, read_batch,
+    ExtractError, ExtractParams, ExtractStats, extract_patches, read_batch,
 };
-pub use patch_grid::{PatchBox, PatchGrid, PatchGridBuilder};
+pub use patch_grid::{PatchGrid, PatchGridBuilder};
 pub use tile_layout::{PostprocTile, SideFlags, TileSet, tile_layout};
 pub use tiling_errors::GridError;

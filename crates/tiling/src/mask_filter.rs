@@ -10,8 +10,9 @@
 use mtseg_slide::TissueMask;
 use mtseg_types::Size2;
 
-use crate::patch_grid::{PatchBox, PatchGrid};
+use crate::patch_grid::PatchGrid;
 use crate::tiling_errors::GridError;
+use mtseg_types::PatchBox;
 
 /// How a box at the processing resolution is mapped onto mask pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

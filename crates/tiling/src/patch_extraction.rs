@@ -10,38 +10,7 @@ use mtseg_slide::{Interpolation, ReadError, Resolution, SlideReader};
 use mtseg_types::Size2;
 use rayon::prelude::*;
 
-use crate::patch_grid::PatchBox;
-
-/// A batch of patches, the contract between `tiling` and `infer`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PatchBatch {
-    /// Grid indices (row-major) of the patches, increasing.
-    pub indices: Vec<u64>,
-    /// Their boxes.
-    pub boxes: Vec<PatchBox>,
-    /// Patch size (input box size).
-    pub patch: Size2,
-    /// RGB pixels, NHWC: `indices.len() * patch.height * patch.width * 3` bytes.
-    pub pixels: Vec<u8>,
-}
-
-impl PatchBatch {
-    /// Number of patches.
-    pub fn len(&self) -> usize {
-        self.indices.len()
-    }
-
-    /// Whether the batch is empty.
-    pub fn is_empty(&self) -> bool {
-        self.indices.is_empty()
-    }
-
-    /// The RGB bytes of patch `i` of the batch.
-    pub fn patch_pixels(&self, i: usize) -> &[u8] {
-        let n = (self.patch.width * self.patch.height * 3) as usize;
-        &self.pixels[i * n..(i + 1) * n]
-    }
-}
+use mtseg_types::{PatchBatch, PatchBox};
 
 /// How patches are read.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -5,18 +5,9 @@
 //! output boxes may run past the image and input boxes may start at negative coordinates (the
 //! reader pads with white).
 
-use mtseg_types::Size2;
+use mtseg_types::{PatchBox, Size2};
 
 use crate::tiling_errors::GridError;
-
-/// One patch: what the model reads and what it predicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PatchBox {
-    /// The box read from the slide (model input).
-    pub input: [i64; 4],
-    /// The centre box the model predicts (model output).
-    pub output: [i64; 4],
-}
 
 /// A validated patch grid over an image.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,6 +24,7 @@
 //! - [`HeadKind`], [`HeadSpec`], [`Architecture`]: the heads a model returns, and the network
 //!   (HoVer-Net fast / original / plus, or a TorchScript module) with its patch sizes and width
 //!   divisor.
+//! - [`PatchBatch`] (with [`PatchBox`]): the patches the reader hands the model, as it is.
 //!
 //! # Example
 //!
@@ -59,6 +60,7 @@ mod device;
 mod heads;
 mod memory_limit;
 mod parse_error;
+mod patch_batch;
 mod size;
 
 pub use architecture::{Architecture, InvalidArchitecture};
@@ -66,4 +68,5 @@ pub use device::{Device, Precision};
 pub use heads::{HeadKind, HeadSpec};
 pub use memory_limit::MemoryLimit;
 pub use parse_error::ParseError;
+pub use patch_batch::{PatchBatch, PatchBox};
 pub use size::Size2;
