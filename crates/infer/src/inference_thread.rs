@@ -365,7 +365,7 @@ mod tests {
             );
             assert!(b_rx.recv().is_err(), "session b ended");
             // a session that hangs up with a batch in flight does not stop the thread
-            a_tx.send(batch(99)).unwrap();
+            a_tx.send(batch(50)).unwrap();
             drop(a_rx);
             drop(a_tx);
         }
