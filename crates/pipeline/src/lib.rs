@@ -63,17 +63,11 @@ mod wsi_stages;
 
 pub use engine::{Engine, RunSummary};
 pub use export_outputs::ExportOutputs;
-pub use model_params::{
-    ModelConfigError, cpu_threads, device, model_params, np_hv_params, torch_threads,
-};
+pub use model_params::{ModelConfigError, model_params};
 #[cfg(feature = "torch")]
 pub use model_provider::TorchModelProvider;
 pub use model_provider::{ModelFactory, ModelProvider};
-pub use output_names::{output_files, output_paths, overlay_path, slide_stem, tasks};
-pub use output_spec::{check_outputs_writable, provenance, slide_export_spec};
 pub use pipeline_errors::{RunError, SlideError, error_chain};
-pub use progress_events::{
-    NoProgress, ProgressEvent, ProgressSink, SlideSummary, StageTimes, peak_rss_bytes,
-};
+pub use progress_events::{NoProgress, ProgressEvent, ProgressSink, SlideSummary, StageTimes};
 pub use slide_output::{CollectedSlide, MemoryOutputs, OutputError, OutputProvider, SlideOutput};
 pub use slide_plan::{PlannedOutput, PostprocPlan, SlidePlan, plan_slide, tissue_mask};

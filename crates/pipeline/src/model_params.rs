@@ -23,7 +23,7 @@ pub enum ModelConfigError {
 }
 
 /// The device the model runs on: `--device` when given, else `[model] device`.
-pub fn device(cfg: &RunConfig, override_device: Option<Device>) -> Device {
+pub(crate) fn device(cfg: &RunConfig, override_device: Option<Device>) -> Device {
     override_device.unwrap_or(cfg.model.device)
 }
 
@@ -50,7 +50,7 @@ pub fn model_params(
 }
 
 /// CPU threads of the run: `[pipeline] threads`, or every core when 0.
-pub fn cpu_threads(cfg: &RunConfig) -> NonZeroUsize {
+pub(crate) fn cpu_threads(cfg: &RunConfig) -> NonZeroUsize {
     NonZeroUsize::new(cfg.pipeline.threads as usize)
         .or_else(|| std::thread::available_parallelism().ok())
         .unwrap_or(NonZeroUsize::MIN)
@@ -59,13 +59,13 @@ pub fn cpu_threads(cfg: &RunConfig) -> NonZeroUsize {
 /// libtorch's intra-op threads: one core is left to reading, stitching and post-processing,
 /// which run alongside the forwards (on 2 cores a forward with 2 threads next to the other
 /// stages was 5x slower than with 1: `scripts/bench-e2e`).
-pub fn torch_threads(cfg: &RunConfig) -> NonZeroUsize {
+pub(crate) fn torch_threads(cfg: &RunConfig) -> NonZeroUsize {
     NonZeroUsize::new(cpu_threads(cfg).get() - 1).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// HoVer-Net's post-processing constants for the architecture: HoVer-Net+ runs at 0.5 mpp and
 /// scales them by 0.5, as TIAToolbox does.
-pub fn np_hv_params(cfg: &RunConfig) -> NpHvParams {
+pub(crate) fn np_hv_params(cfg: &RunConfig) -> NpHvParams {
     match cfg.model.architecture {
         Architecture::HoVerNetPlus { .. } => NpHvParams::hovernet_plus(),
         _ => NpHvParams::hovernet(),

@@ -8,7 +8,7 @@ use mtseg_export::{Format, Task};
 use mtseg_io_config::{Architecture, HeadKind, OutputFormat, RunConfig};
 
 /// The tasks a model produces, in TIAToolbox's order.
-pub fn tasks(arch: &Architecture) -> Vec<Task> {
+pub(crate) fn tasks(arch: &Architecture) -> Vec<Task> {
     match arch {
         Architecture::HoVerNetPlus { .. } => vec![Task::Nuclei, Task::Layers],
         Architecture::TorchScript { .. } if arch.has_head(HeadKind::Ls) => {
@@ -28,7 +28,7 @@ pub(crate) fn export_format(f: OutputFormat) -> Format {
 }
 
 /// The file stem of a slide (its file name without the last extension).
-pub fn slide_stem(slide: &Path) -> String {
+pub(crate) fn slide_stem(slide: &Path) -> String {
     slide
         .file_stem()
         .map_or_else(|| "slide".to_string(), |s| s.to_string_lossy().into_owned())
@@ -38,7 +38,7 @@ pub fn slide_stem(slide: &Path) -> String {
 /// format order: one file per task for `.db` and GeoJSON (`<stem>.<ext>` for a single task,
 /// `<stem>_<task>.<ext>` for several), one `<stem>.zarr` store for all tasks (listed once per
 /// task).
-pub fn output_files(cfg: &RunConfig, slide: &Path) -> Vec<(Task, Format, PathBuf)> {
+pub(crate) fn output_files(cfg: &RunConfig, slide: &Path) -> Vec<(Task, Format, PathBuf)> {
     let stem = slide_stem(slide);
     let tasks = tasks(&cfg.model.architecture);
     let dir = &cfg.output.dir;
@@ -64,7 +64,7 @@ pub fn output_files(cfg: &RunConfig, slide: &Path) -> Vec<(Task, Format, PathBuf
 
 /// Every file or directory a run writes for `slide`, each once, in format order (the overlay
 /// picture last, when asked for).
-pub fn output_paths(cfg: &RunConfig, slide: &Path) -> Vec<PathBuf> {
+pub(crate) fn output_paths(cfg: &RunConfig, slide: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     for (_, _, p) in output_files(cfg, slide) {
         if !out.contains(&p) {
@@ -78,7 +78,7 @@ pub fn output_paths(cfg: &RunConfig, slide: &Path) -> Vec<PathBuf> {
 }
 
 /// The overlay picture of a slide (`[output] overlay = true`).
-pub fn overlay_path(cfg: &RunConfig, slide: &Path) -> PathBuf {
+pub(crate) fn overlay_path(cfg: &RunConfig, slide: &Path) -> PathBuf {
     cfg.output
         .dir
         .join(format!("{}_overlay.png", slide_stem(slide)))

@@ -18,7 +18,7 @@ use crate::stage_params;
 ///
 /// # Errors
 /// [`RunError::OutputsExist`] listing the first existing outputs; [`RunError::OutputDir`].
-pub fn check_outputs_writable(cfg: &RunConfig) -> Result<(), RunError> {
+pub(crate) fn check_outputs_writable(cfg: &RunConfig) -> Result<(), RunError> {
     let dir = &cfg.output.dir;
     if !cfg.output.overwrite {
         let existing: Vec<PathBuf> = cfg
@@ -61,7 +61,7 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
 ///
 /// # Errors
 /// [`RunError::Weights`] when the configured weights file cannot be read.
-pub fn provenance(cfg: &RunConfig) -> Result<serde_json::Value, RunError> {
+pub(crate) fn provenance(cfg: &RunConfig) -> Result<serde_json::Value, RunError> {
     let config_sha256 = sha256_file(&cfg.path).ok();
     let model_sha256 = match &cfg.model.weights {
         Some(w) => Some(sha256_file(w).map_err(|source| RunError::Weights {
@@ -93,7 +93,7 @@ pub fn provenance(cfg: &RunConfig) -> Result<serde_json::Value, RunError> {
 /// # Errors
 /// [`SlideError::Read`] / [`SlideError::Resolution`] when the processing resolution cannot be
 /// applied to the slide.
-pub fn slide_export_spec(
+pub(crate) fn slide_export_spec(
     cfg: &RunConfig,
     slide: &dyn SlideReader,
     provenance: &serde_json::Value,

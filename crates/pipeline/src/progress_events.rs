@@ -172,7 +172,7 @@ impl ProgressSink for NoProgress {
 }
 
 /// Peak resident set size of this process (`VmHWM` in `/proc/self/status`), when readable.
-pub fn peak_rss_bytes() -> Option<u64> {
+pub(crate) fn peak_rss_bytes() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
