@@ -63,7 +63,11 @@ fn masked_patches_are_read_in_order_and_equal_direct_reads() {
     }
     assert_eq!(seen, few.iter().map(|(i, _)| *i).collect::<Vec<_>>());
     assert_eq!((seen.len(), batches), (20, 3));
-    assert!(read_batch(slide.as_ref(), &[], params()).unwrap().is_empty());
+    assert!(
+        read_batch(slide.as_ref(), &[], params())
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
