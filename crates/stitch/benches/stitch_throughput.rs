@@ -3,11 +3,10 @@
 //! ```text
 //! cargo bench -p mtseg-stitch --bench stitch_throughput          # the default table
 //! cargo bench -p mtseg-stitch --bench stitch_throughput -- --sizes 10000,10000x40000,40000 \
-//!     --modes rows,full --budgets 256MiB,1GiB --stride 164      # sizes: N (square) or WxH
+//!     --budgets 256MiB,1GiB --stride 164                         # sizes: N (square) or WxH
 //! ```
 //! Other flags: `--batch 16` (patches per batch), `--capacity 4` (input channel),
 //! `--out-capacity 1` (rows channel), `--rows-per-chunk 0` ([`StitchParams::rows_per_chunk`]),
-//! `--spill-dir DIR` (else `MTSEG_BENCH_SPILL_DIR` or the system temporary directory),
 //! `--malloc-fixed` (children run with `MALLOC_MMAP_THRESHOLD_=1048576`, which turns off glibc's
 //! dynamic mmap threshold: freed row buffers go back to the OS instead of staying in malloc's
 //! arena; see the crate docs, "Memory"), `--summary FILE` (else
@@ -17,13 +16,14 @@
 //! (`VmHWM` in `/proc/self/status`) is its own. A producer thread plays a fast test model:
 //! HoVer-Net fast shapes (patch output 164 × 164, heads np/hv/tp = 1 + 2 + 1 = 4 float32
 //! channels), each block a constant, sent in batches over a bounded channel, like inference. The
-//! stitch stage runs on its own thread; a consumer drops the rows as they come (rows mode), or
-//! the canvas is kept (full mode: in RAM when it fits the budget, else spilled to Zarr).
+//! stitcher runs on its own thread, driven as the pipeline's stitch stage drives it
+//! ([`Stitcher::push_with`] sending each item of rows on a bounded channel); a consumer drops
+//! the rows as they come.
 //!
 //! Printed per configuration, as a table (also written to `target/stitch-bench-summary.txt`):
 //! canvas Mpx, wall time, throughput (canvas Mpx/s over the wall time, and over the stitcher's
 //! busy time), peak RSS, the budget's peak reservation, the unaccounted memory (peak RSS minus
-//! the peak reservation), what the model's batches in flight account for, bytes spilled.
+//! the peak reservation), what the model's batches in flight account for.
 #![allow(missing_docs)]
 
 use std::fmt::Write as _;
@@ -31,8 +31,8 @@ use std::time::Instant;
 
 use crossbeam_channel::bounded;
 use mtseg_stitch::{
-    CanvasPlan, HeadBlock, HeadSpec, MemoryBudget, MemoryLimit, PatchPrediction, PredictionBatch,
-    Size2, SpillConfig, StitchParams, Stitcher, run_full_canvas_stage, spawn_rows_stage,
+    CanvasPlan, CanvasRows, HeadBlock, HeadSpec, MemoryBudget, MemoryLimit, PatchPrediction, Size2,
+    StitchError, StitchParams, Stitcher,
 };
 
 const OUT: usize = 164;
@@ -101,7 +101,6 @@ fn grid(width: usize, height: usize, stride: usize) -> Vec<[i64; 4]> {
 #[derive(Debug, Clone)]
 struct Config {
     size: String,
-    mode: String,
     budget: u64,
     stride: usize,
     batch: usize,
@@ -115,7 +114,6 @@ impl Config {
         vec![
             "--child".into(),
             self.size.clone(),
-            self.mode.clone(),
             self.budget.to_string(),
             self.stride.to_string(),
             self.batch.to_string(),
@@ -129,18 +127,17 @@ impl Config {
         let n = |i: usize| -> usize { args[i].parse().expect("number") };
         Self {
             size: args[0].clone(),
-            mode: args[1].clone(),
-            budget: args[2].parse().expect("budget"),
-            stride: n(3),
-            batch: n(4),
-            capacity: n(5),
-            out_capacity: n(6),
-            rows_per_chunk: n(7),
+            budget: args[1].parse().expect("budget"),
+            stride: n(2),
+            batch: n(3),
+            capacity: n(4),
+            out_capacity: n(5),
+            rows_per_chunk: n(6),
         }
     }
 }
 
-fn child(cfg: &Config, spill_dir: std::path::PathBuf) {
+fn child(cfg: &Config) {
     let rss_start = status_kib("VmRSS:");
     let (width, height) = match cfg.size.split_once('x') {
         Some((w, h)) => (w.parse().expect("width"), h.parse().expect("height")),
@@ -172,9 +169,9 @@ fn child(cfg: &Config, spill_dir: std::path::PathBuf) {
     // The model's batches in flight (not reserved: inference owns them): the channel's, the one
     // being made and the one being stitched.
     let inflight = (cfg.capacity + 2) as u64 * cfg.batch as u64 * params.patch_bytes();
-    let stitcher = Stitcher::new(params).expect("window fits the budget");
+    let mut stitcher = Stitcher::new(params).expect("window fits the budget");
     let sampler = Sampler::start(budget.clone());
-    let (in_tx, in_rx) = bounded::<PredictionBatch>(cfg.capacity);
+    let (in_tx, in_rx) = bounded::<Vec<PatchPrediction>>(cfg.capacity);
     let started = Instant::now();
     let batch = cfg.batch;
     let producer = std::thread::spawn(move || {
@@ -196,54 +193,42 @@ fn child(cfg: &Config, spill_dir: std::path::PathBuf) {
                     }
                 })
                 .collect::<Vec<_>>();
-            if in_tx.send(patches.into()).is_err() {
+            if in_tx.send(patches).is_err() {
                 return;
             }
         }
     });
-    let (metrics, spilled) = match cfg.mode.as_str() {
-        "rows" => {
-            let (out_tx, out_rx) = bounded(cfg.out_capacity);
-            let stage = spawn_rows_stage(stitcher, in_rx, out_tx, None).expect("spawn");
-            let mut rows = 0usize;
-            let mut checksum = 0.0f64;
-            for r in out_rx {
-                rows += r.rows;
-                checksum += f64::from(r.heads[0][0]);
+    let (out_tx, out_rx) = bounded::<CanvasRows>(cfg.out_capacity);
+    let stage = std::thread::spawn(move || {
+        let mut emit = |rows: CanvasRows| out_tx.send(rows).map_err(|_| StitchError::OutputClosed);
+        for batch in &in_rx {
+            for patch in batch {
+                stitcher.push_with(patch, &mut emit)?;
             }
-            let report = stage.join().expect("stitch");
-            assert_eq!(rows, height);
-            assert!(checksum > 0.0);
-            (report.metrics, report.spilled_bytes)
         }
-        "full" => {
-            let spill = SpillConfig {
-                dir: spill_dir,
-                ..SpillConfig::default()
-            };
-            let (canvas, report) =
-                run_full_canvas_stage(stitcher, &in_rx, spill, None).expect("stitch");
-            let probe = canvas
-                .read_region([width / 2, height / 2, width / 2 + 1, height / 2 + 1])
-                .expect("read");
-            assert!(probe.heads[0][0] > 0.0);
-            (report.metrics, report.spilled_bytes)
-        }
-        other => panic!("unknown mode {other}"),
-    };
+        stitcher.finish_with(&mut emit)
+    });
+    let mut rows = 0usize;
+    let mut checksum = 0.0f64;
+    for r in out_rx {
+        rows += r.rows;
+        checksum += f64::from(r.heads[0][0]);
+    }
+    let metrics = stage.join().expect("stitch thread").expect("stitch");
+    assert_eq!(rows, height);
+    assert!(checksum > 0.0);
     let wall = started.elapsed();
     producer.join().expect("producer");
     let sampled = sampler.finish();
     let mpx = (width * height) as f64 / 1e6;
     let peak_rss = status_kib("VmHWM:") * 1024;
     println!(
-        "RESULT size={} mode={} budget_mib={:.0} canvas_mpx={mpx:.0} wall_s={:.2} \
+        "RESULT size={} budget_mib={:.0} canvas_mpx={mpx:.0} wall_s={:.2} \
          mpx_per_s_wall={:.1} mpx_per_s_busy={:.1} waiting_s={:.2} peak_rss_mib={:.1} \
          start_rss_mib={:.1} budget_peak_mib={:.1} unaccounted_mib={:.1} sampled_mib={:.1} \
          inflight_mib={:.1} \
-         window_mib={:.1} chunk_mib={:.1} spilled_gib={:.2}",
+         window_mib={:.1} chunk_mib={:.1}",
         cfg.size,
-        cfg.mode,
         cfg.budget as f64 / MIB,
         wall.as_secs_f64(),
         mpx / wall.as_secs_f64(),
@@ -257,7 +242,6 @@ fn child(cfg: &Config, spill_dir: std::path::PathBuf) {
         inflight as f64 / MIB,
         window as f64 / MIB,
         chunk as f64 / MIB,
-        spilled as f64 / (1024.0 * MIB),
     );
 }
 
@@ -279,19 +263,11 @@ fn main() {
             .cloned()
             .unwrap_or_else(|| default.to_owned())
     };
-    let spill_dir: std::path::PathBuf = args
-        .iter()
-        .position(|a| a == "--spill-dir")
-        .and_then(|i| args.get(i + 1))
-        .map(Into::into)
-        .or_else(|| std::env::var_os("MTSEG_BENCH_SPILL_DIR").map(Into::into))
-        .unwrap_or_else(std::env::temp_dir);
     if let Some(i) = args.iter().position(|a| a == "--child") {
-        child(&Config::from_args(&args[i + 1..]), spill_dir);
+        child(&Config::from_args(&args[i + 1..]));
         return;
     }
     let sizes = value("--sizes", "10000,10000x40000,40000");
-    let modes = value("--modes", "rows,full");
     let budgets = value("--budgets", &value("--budget", "256MiB,1GiB"));
     let number = |flag: &str, default: &str| -> usize {
         value(flag, default)
@@ -300,7 +276,6 @@ fn main() {
     };
     let base = Config {
         size: String::new(),
-        mode: String::new(),
         budget: 0,
         stride: number("--stride", "164"),
         batch: number("--batch", "16"),
@@ -314,36 +289,31 @@ fn main() {
     let mut failures = Vec::new();
     for budget in budgets.split(',') {
         let limit: MemoryLimit = budget.parse().expect("--budgets");
-        for mode in modes.split(',') {
-            for size in sizes.split(',') {
-                let cfg = Config {
-                    size: size.to_owned(),
-                    mode: mode.to_owned(),
-                    budget: limit.to_bytes(mtseg_stitch::usable_ram_bytes),
-                    ..base.clone()
-                };
-                let mut command = std::process::Command::new(&exe);
-                command
-                    .args(cfg.to_args())
-                    .args(["--spill-dir".as_ref(), spill_dir.as_os_str()]);
-                if malloc_fixed {
-                    command.env("MALLOC_MMAP_THRESHOLD_", "1048576");
+        for size in sizes.split(',') {
+            let cfg = Config {
+                size: size.to_owned(),
+                budget: limit.to_bytes(mtseg_stitch::usable_ram_bytes),
+                ..base.clone()
+            };
+            let mut command = std::process::Command::new(&exe);
+            command.args(cfg.to_args());
+            if malloc_fixed {
+                command.env("MALLOC_MMAP_THRESHOLD_", "1048576");
+            }
+            let out = command.output().expect("run child");
+            let text = String::from_utf8_lossy(&out.stdout);
+            match text.lines().find(|l| l.starts_with("RESULT")) {
+                Some(line) => {
+                    println!("{line}");
+                    rows.push(fields(line));
                 }
-                let out = command.output().expect("run child");
-                let text = String::from_utf8_lossy(&out.stdout);
-                match text.lines().find(|l| l.starts_with("RESULT")) {
-                    Some(line) => {
-                        println!("{line}");
-                        rows.push(fields(line));
-                    }
-                    None => {
-                        let line = format!(
-                            "FAILED size={size} mode={mode} budget={budget}: {}",
-                            String::from_utf8_lossy(&out.stderr).trim()
-                        );
-                        println!("{line}");
-                        failures.push(line);
-                    }
+                None => {
+                    let line = format!(
+                        "FAILED size={size} budget={budget}: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                    println!("{line}");
+                    failures.push(line);
                 }
             }
         }
@@ -377,9 +347,8 @@ fn summary(
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
-    let columns: [(&str, &str); 15] = [
+    let columns: [(&str, &str); 13] = [
         ("size", "size (WxH)"),
-        ("mode", "mode"),
         ("budget_mib", "budget MiB"),
         ("canvas_mpx", "Mpx"),
         ("wall_s", "wall s"),
@@ -392,7 +361,6 @@ fn summary(
         ("sampled_mib", "max(RSS-used) MiB"),
         ("inflight_mib", "model batches MiB"),
         ("window_mib", "window MiB"),
-        ("spilled_gib", "spilled GiB"),
     ];
     let cells: Vec<Vec<String>> = rows
         .iter()

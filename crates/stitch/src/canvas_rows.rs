@@ -1,4 +1,4 @@
-//! The stage's output: final canvas rows ([`CanvasRows`]).
+//! The stitcher's output: final canvas rows ([`CanvasRows`]).
 
 use crate::memory_budget::HeldMemory;
 
@@ -7,10 +7,10 @@ use crate::memory_budget::HeldMemory;
 /// Values are `sum / max(count, 1)` in float32; pixels no patch covered are 0. Coordinates are
 /// canvas pixels; add [`CanvasRows::origin`] to get slide pixels at the processing resolution.
 ///
-/// Rows from the stitch stage and from [`crate::Stitcher::push`] hold their bytes of the memory
-/// budget ([`CanvasRows::memory`]) until they are dropped: a consumer that keeps rows keeps them
-/// accounted, and the stage waits for rows to be dropped before it hands out rows that would not
-/// fit. Clones hold nothing; equality ignores it.
+/// Rows from [`crate::Stitcher::push`] and [`crate::Stitcher::push_with`] hold their bytes of
+/// the memory budget ([`CanvasRows::memory`]) until they are dropped: a consumer that keeps rows
+/// keeps them accounted, and the stitcher waits for rows to be dropped before it hands out rows
+/// that would not fit. Clones hold nothing; equality ignores it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CanvasRows {
     /// First canvas row.

@@ -1,12 +1,12 @@
 //! Streaming stitch: per-patch model outputs in, final canvas rows out, in bounded memory.
 //!
-//! This crate is the `stitch` stage of mtseg-pipeline, a peer of TIAToolbox's
+//! This crate is the stitching of mtseg-pipeline, a peer of TIAToolbox's
 //! `MultiTaskSegmentor.infer_wsi` stitching (horizontal merge, vertical normalisation):
 //!
 //! ```text
-//! infer --[PredictionBatch: PatchPrediction {index, output_box, heads}]--> stitch
-//! stitch --[CanvasRows {y0, rows, width, origin, heads, memory}]--> postproc (tile mode)
-//! stitch --> FullCanvas (full post-processing mode), ProbabilityStore (saved maps, Zarr V3)
+//! infer --[PatchPrediction {index, output_box, heads}]--> Stitcher
+//! Stitcher --[CanvasRows {y0, rows, width, origin, heads, memory}]--> postproc/instmerge (tile mode)
+//!                                                                --> ProbabilityStore (saved maps, Zarr V3)
 //! ```
 //!
 //! Rows come out as soon as no later patch can touch them, so post-processing starts while
@@ -15,6 +15,11 @@
 //! patch covered are 0. Of the other mtseg crates it depends only on `mtseg-types` (the
 //! [`MemoryLimit`] and the [`Size2`] of slides and patches): the grid arrives as plain
 //! `[x0, y0, x1, y1]` boxes.
+//!
+//! The crate holds the stitcher, its memory budget and the probability store, not a stage loop:
+//! driving them (patches in from inference, rows out on a bounded channel to post-processing and
+//! into the store, errors, cancellation, timing) is the pipeline's stitch stage, so that each
+//! stage runner exists in one place.
 //!
 //! # Example
 //! ```
@@ -39,10 +44,9 @@
 //!   `mask_padding`) and the merge order, from the grid's output boxes, the mask-selected indices
 //!   and the slide size.
 //! - [`StitchParams`] (fixed) and [`Stitcher`] (running state): `push(patch) -> final rows`,
-//!   `push_with(patch, emit)` (rows handed out one by one, waiting for memory), `finish()`.
-//! - [`run_rows_stage`] / [`run_full_canvas_stage`] (and `spawn_*`): the stage on crossbeam
-//!   channels. [`FullCanvas`]: the whole canvas, in RAM or spilled to Zarr.
-//!   [`ProbabilityStore`]: the saved maps.
+//!   `push_with(patch, emit)` (rows handed out one by one, waiting for memory), `finish()` /
+//!   `finish_with(emit)`.
+//! - [`ProbabilityStore`]: the saved maps, written row by row as the stitcher hands them out.
 //! - [`MemoryBudget`] / [`MemoryReservation`] / [`HeldMemory`]: `[pipeline] memory_limit` and
 //!   what holds it.
 //!
@@ -91,48 +95,40 @@
 //!   canvas *width*, never with its height or area.
 //! - **Waiting patches**: out-of-order patches (`out_h × out_w × ΣC × 4` bytes each), from an
 //!   up-front allowance ([`StitchParams::reorder_allowance`]) then one by one.
-//! - **Rows handed out** (rows mode, [`Stitcher::push_with`], [`run_rows_stage`]): every
-//!   [`CanvasRows`] holds its bytes ([`CanvasRows::memory`], a [`HeldMemory`]) from before it is
-//!   made until the consumer drops it, wherever it is (in the channel, in the consumer's hands).
-//!   An item has at most [`StitchParams::max_chunk_rows`] rows (the band step, or
+//! - **Rows handed out** ([`Stitcher::push_with`], [`Stitcher::push`]): every [`CanvasRows`]
+//!   holds its bytes ([`CanvasRows::memory`], a [`HeldMemory`]) from before it is made until the
+//!   consumer drops it, wherever it is (in a channel, in the consumer's hands). An item has at
+//!   most [`StitchParams::max_chunk_rows`] rows (the band step, or
 //!   [`StitchParams::rows_per_chunk`]), and fewer when the budget could never hold that many
-//!   next to the window; so a bounded channel of capacity `n` holds at most
+//!   next to the window and what the consumer holds for good ([`StitchParams::consumer_held`]);
+//!   so a bounded channel of capacity `n` holds at most
 //!   `n × chunk_bytes = n × max_chunk_rows × W × ΣC × 4` bytes ([`StitchParams::chunk_bytes`]).
 //!   When the next item does not fit, the stitcher *waits* for bytes to be given back (the
-//!   consumer dropping rows), which stops it reading its input and so blocks inference: it
-//!   waits as long as some bytes come back at least every [`StitchParams::memory_wait`]
+//!   consumer dropping rows), which stops it taking patches and so, upstream, blocks inference:
+//!   it waits as long as some bytes come back at least every [`StitchParams::memory_wait`]
 //!   (default 60 s); a consumer that keeps rows while waiting for more than the budget holds
 //!   gets an error that names `[pipeline] memory_limit` instead of a hang, as does a budget
 //!   without room for one row next to the window (at once).
-//! - **Zarr writers** (the saved maps, [`ProbabilityStore`], and the full-canvas spill): one
-//!   shard-row buffer each (`shard_h × W × ΣC × 4`), reserved when made; the stages add a
-//!   second one when the budget has room for it beyond the rows in flight
-//!   (`(capacity + 2) × chunk_bytes`), so that stitching overlaps compression.
-//! - **The full canvas** ([`FullCanvasBuilder`]), decided once, up front: the whole canvas
-//!   (`H × W × ΣC × 4`) is reserved, or, when refused, every row goes to a temporary Zarr V3
-//!   store (sharded, zstd) whose shard rows are aligned to the stitcher's row step. The canvas
-//!   never has to fit. Rows are normalised straight into the reserved canvas or the spill
-//!   writer's reserved buffer (no row copy on the stitch thread); full buffers are compressed
-//!   and written by the writer's own thread (one thread per store, each shard written once:
-//!   never two writers on one chunk), behind a bounded channel. Spilled data lives in a
-//!   temporary directory removed on drop, including after an error or a panic. Results are
-//!   bytewise identical with and without spill, for any arrival order, batch size, channel
-//!   capacity and rows per chunk.
+//! - **The probability store** ([`ProbabilityStore`]): one shard-row buffer
+//!   (`shard_h × W × ΣC × 4`), reserved when it is made; rows are copied into it, and a full
+//!   buffer is compressed and written by the store's own thread (each shard written once:
+//!   never two writers on one chunk).
 //!
-//! A refused reservation is an error that names `[pipeline] memory_limit`.
+//! Nothing here keeps the whole canvas: rows are the consumer's once handed out. A refused
+//! reservation is an error that names `[pipeline] memory_limit`.
 //!
 //! **The bound.** With the reserved bytes never above the limit, the peak RSS of a process
-//! running the stage is at most `memory_limit + C`, where `C` does not depend on the slide
+//! running the stitcher is at most `memory_limit + C`, where `C` does not depend on the slide
 //! size (but for one small term of zarrs', below):
 //! ```text
 //! C = B + Z + A + R
-//! B  the model's PredictionBatches in flight, allocated by inference, not by this crate:
+//! B  the model's batches in flight, allocated by inference, not by this crate:
 //!    (input capacity + 2) × batch × out_h × out_w × ΣC × 4
 //!    (39.4 MiB for batch 16, capacity 4, 164 x 164 x 4 channels)
-//! Z  zarrs/zstd encoding scratch and the writer threads, only while writing Zarr: 10-20 MiB
+//! Z  zarrs/zstd encoding scratch and the writer thread, only while saving the maps: 10-20 MiB
 //!    measured, the same at 40k and 80k wide (shards are at most 2048 px wide). zarrs'
 //!    FilesystemStore also keeps a lock entry per file written (about 100 bytes per shard:
-//!    1.5 MB for a spilled 40k x 40k canvas), the one term that grows with the slide's area
+//!    1.5 MB for a 40k x 40k canvas), the one term that grows with the slide's area
 //! A  malloc keeping freed row buffers: glibc's dynamic mmap threshold keeps freed blocks under
 //!    32 MiB in its arena (trimmed above 64 MiB), measured up to 30 MiB at the RSS peak and
 //!    62 MiB between two items; it does not grow past that (buffers over 32 MiB per head are
@@ -141,51 +137,41 @@
 //! R  the process itself (code, stacks): about 5 MiB
 //! ```
 //! Measured with `cargo bench -p mtseg-stitch --bench stitch_throughput` (10k², 10k × 40k and
-//! 40k², rows and full modes, 256 MiB and 1 GiB budgets, batch 16, input capacity 4; the table
-//! is written to `target/stitch-bench-summary.txt`), RSS minus the bytes reserved at the same
-//! instant (1 ms samples) was at most 98 MiB with glibc's default malloc (peak RSS − peak
-//! reservation at most 73 MiB) and at most 66 MiB with the threshold fixed (`--malloc-fixed`),
-//! so `C ≈ 100 MiB` for that model; the only run whose peak RSS passed the limit was 40k² rows
-//! under 256 MiB, by 26 MiB (12 MiB with the threshold fixed). Without the model's batches
-//! (batch 1, capacity 1) the spill runs measured 16-19 MiB at 40k and 80k wide.
+//! 40k², 256 MiB and 1 GiB budgets, batch 16, input capacity 4; the table is written to
+//! `target/stitch-bench-summary.txt`), when the crate also had a full-canvas mode (spilled to
+//! Zarr) whose runs these maxima include: RSS minus the bytes reserved at the same instant (1 ms
+//! samples) was at most 98 MiB with glibc's default malloc (peak RSS − peak reservation at most
+//! 73 MiB) and at most 66 MiB with the threshold fixed (`--malloc-fixed`), so `C ≈ 100 MiB` for
+//! that model; the only run whose peak RSS passed the limit was 40k² rows under 256 MiB, by
+//! 26 MiB (12 MiB with the threshold fixed).
 //!
 //! # Logging
-//! `debug!` when the full canvas spills; `trace!` per batch; `warn!` when a partial output cannot
-//! be removed. No subscriber is installed.
+//! `warn!` when a partial probability store cannot be removed. No subscriber is installed.
 #![forbid(unsafe_code)]
 
 mod bands_to_rows;
 mod canvas_plan;
 mod canvas_rows;
-mod full_canvas;
 mod memory_budget;
 mod patch_prediction;
 mod patches_to_bands;
 mod probability_store;
 mod row_sink;
 mod stitch_errors;
-mod stitch_stage;
 mod stitcher;
 mod zarr_row_writer;
-mod zarr_spill;
 
 pub use canvas_plan::{CanvasPlan, MaskPadding, PlannedBand, PlannedPatch};
 pub use canvas_rows::CanvasRows;
-pub use full_canvas::{CanvasRegion, FullCanvas, FullCanvasBuilder};
 pub use memory_budget::{
     HeldMemory, MemoryBudget, MemoryRefused, MemoryReservation, usable_ram_bytes,
 };
 /// The memory limit and 2-D size of the shared vocabulary, re-exported for callers of
 /// [`MemoryBudget::new`], [`CanvasPlan::new`] and [`StitchParams::new`].
 pub use mtseg_types::{MemoryLimit, Size2};
-pub use patch_prediction::{HeadBlock, HeadSlice, PatchPrediction, PatchView, PredictionBatch};
+pub use patch_prediction::{HeadBlock, HeadSlice, PatchPrediction, PatchView};
 pub use patches_to_bands::merge_batch_to_canvas;
 pub use probability_store::ProbabilityStore;
 pub use stitch_errors::{PlanError, StitchError};
-pub use stitch_stage::{
-    StageHandle, StitchReport, run_full_canvas_stage, run_rows_stage, spawn_full_canvas_stage,
-    spawn_rows_stage,
-};
 pub use stitcher::{HeadSpec, StitchMetrics, StitchParams, Stitcher};
 pub use zarr_row_writer::ZarrLayout;
-pub use zarr_spill::SpillConfig;

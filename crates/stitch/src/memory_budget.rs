@@ -3,14 +3,14 @@
 //!
 //! Every consumer whose size depends on the slide reserves: the stitch window, out-of-order
 //! patches waiting for their turn, canvas rows handed downstream (each [`crate::CanvasRows`]
-//! carries its reservation, [`HeldMemory`], until it is dropped), the in-RAM full canvas and the
-//! Zarr writers' shard-row buffers. What is not tracked does not depend on the slide size (see
-//! the crate docs, "Memory").
+//! carries its reservation, [`HeldMemory`], until it is dropped), the probability store's
+//! shard-row buffer, and what the caller reserves itself (the pipeline's post-processing row
+//! window). What is not tracked does not depend on the slide size (see the crate docs, "Memory").
 //!
 //! A reservation either fails at once ([`MemoryBudget::try_reserve`]) or waits for other holders
-//! to give bytes back ([`MemoryBudget::reserve_waiting`]): the stitch stage waits so for the
+//! to give bytes back ([`MemoryBudget::reserve_waiting`]): the stitcher waits so for the
 //! consumer of its rows to drop earlier rows, which is how back-pressure reaches it through the
-//! budget as well as through the bounded channel.
+//! budget as well as through a bounded channel.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -74,7 +74,7 @@ struct BudgetInner {
 /// use mtseg_stitch::{MemoryBudget, MemoryLimit};
 /// let budget = MemoryBudget::new(MemoryLimit::Bytes(1000));
 /// let mut window = budget.try_reserve(600, "stitch window").unwrap();
-/// assert!(budget.try_reserve(600, "full canvas").is_err());
+/// assert!(budget.try_reserve(600, "canvas rows").is_err());
 /// window.shrink(600);
 /// assert_eq!(budget.used(), 0);
 /// ```
@@ -380,10 +380,10 @@ mod tests {
     fn reservations_return_on_drop() {
         let budget = MemoryBudget::with_bytes(100);
         let a = budget.try_reserve(60, "a").unwrap();
-        let err = budget.try_reserve(50, "full canvas").unwrap_err();
+        let err = budget.try_reserve(50, "canvas rows").unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("[pipeline] memory_limit"), "{msg}");
-        assert!(msg.contains("full canvas") && msg.contains("50") && msg.contains("100"));
+        assert!(msg.contains("canvas rows") && msg.contains("50") && msg.contains("100"));
         let mut b = budget.try_reserve(40, "b").unwrap();
         assert_eq!(budget.used(), 100);
         assert!(b.try_grow(1).is_err());

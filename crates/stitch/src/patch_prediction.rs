@@ -1,5 +1,4 @@
-//! The stage's input: one patch's head outputs ([`PatchPrediction`]), batched for the channel
-//! ([`PredictionBatch`]).
+//! The stitcher's input: one patch's head outputs ([`PatchPrediction`]).
 
 /// One head's output for one patch: `height × width × channels` float32 values, row-major,
 /// channels last (NHWC without the N), as TIAToolbox's `infer_batch` returns per head.
@@ -135,19 +134,5 @@ impl PatchData for PatchView<'_> {
                 .map(|h| HeadBlock::new(h.channels, h.data.to_vec()))
                 .collect(),
         }
-    }
-}
-
-/// What travels on the channel from inference to stitch: the patches of one model batch, in
-/// any order (the stitcher orders them).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct PredictionBatch {
-    /// The batch's patches.
-    pub patches: Vec<PatchPrediction>,
-}
-
-impl From<Vec<PatchPrediction>> for PredictionBatch {
-    fn from(patches: Vec<PatchPrediction>) -> Self {
-        Self { patches }
     }
 }

@@ -32,7 +32,6 @@ use zarrs::group::GroupBuilder;
 use crate::canvas_plan::CanvasPlan;
 use crate::canvas_rows::CanvasRows;
 use crate::memory_budget::MemoryBudget;
-use crate::row_sink::FinalRows;
 use crate::stitch_errors::StitchError;
 use crate::stitcher::HeadSpec;
 use crate::zarr_row_writer::{ArraySpec, WriterGeometry, ZarrLayout, ZarrRowWriter, create_arrays};
@@ -50,9 +49,8 @@ impl ProbabilityStore {
     /// `plan`, with `attributes` added to the root group's attributes (e.g. the resolution).
     ///
     /// # Errors
-    /// [`StitchError::OutputExists`] when `path` exists; the buffer of one shard row not fitting
-    /// `budget` (the stitch stages add a second buffer when the budget has room for it, so that
-    /// writes overlap stitching); file system and Zarr errors, with the path.
+    /// [`StitchError::OutputExists`] when `path` exists; the buffer of one shard row (at the
+    /// canvas width) not fitting `budget`; file system and Zarr errors, with the path.
     pub fn create(
         path: &Path,
         plan: &CanvasPlan,
@@ -194,40 +192,6 @@ impl ProbabilityStore {
                 reason: "rows written after finish".into(),
             }),
         }
-    }
-
-    /// Write the next final rows straight from the stitcher (normalised into the writer's
-    /// buffer).
-    pub(crate) fn write_final(&mut self, rows: &mut FinalRows<'_>) -> Result<(), StitchError> {
-        match &mut self.writer {
-            Some(writer) => writer.write_with(rows.y0(), rows.y1(), &mut |a, b, out| {
-                rows.normalise_into(a, b, out);
-            }),
-            None => Err(StitchError::RowsMismatch {
-                reason: "rows written after finish".into(),
-            }),
-        }
-    }
-
-    /// Bytes of the budget the store holds (its buffers).
-    pub(crate) fn reserved_bytes(&self) -> u64 {
-        self.writer
-            .as_ref()
-            .map_or(0, ZarrRowWriter::reserved_bytes)
-    }
-
-    /// Reserve a second writer buffer when the budget has room (and `headroom` more).
-    pub(crate) fn try_add_buffer(&mut self, headroom: u64) -> bool {
-        self.writer
-            .as_mut()
-            .is_some_and(|writer| writer.try_add_buffer(headroom))
-    }
-
-    /// Time spent waiting for the writer thread.
-    pub(crate) fn waited(&self) -> std::time::Duration {
-        self.writer
-            .as_ref()
-            .map_or(std::time::Duration::ZERO, ZarrRowWriter::waited)
     }
 
     /// Write the last rows and move the store to its final path.

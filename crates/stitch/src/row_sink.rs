@@ -1,8 +1,8 @@
 //! Where final rows go. The stitcher hands each range of rows that became final to a
-//! [`RowSink`], which normalises them straight into memory it holds: new [`CanvasRows`] that hold
-//! their bytes of the budget (rows mode, [`crate::Stitcher::push`]), the in-RAM full canvas
-//! (charged to the canvas reservation), or a Zarr writer's reserved shard-row buffer (spill).
-//! Nothing width-sized is allocated outside a reservation on the way.
+//! [`ReservingSink`], which cuts it into items, reserves each item's bytes from the budget
+//! (waiting for the consumer to give bytes back when they do not fit), normalises the rows
+//! straight into new [`CanvasRows`] that hold that reservation, and hands them to the caller's
+//! `emit`. Nothing width-sized is allocated outside a reservation on the way.
 
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,7 @@ impl<'a> FinalRows<'a> {
 
     /// Append rows `y_from .. y_to` (inside `y0 .. y1`), normalised, to `out` (one vector per
     /// head).
-    pub(crate) fn normalise_into(&mut self, y_from: usize, y_to: usize, out: &mut [Vec<f32>]) {
+    fn normalise_into(&mut self, y_from: usize, y_to: usize, out: &mut [Vec<f32>]) {
         assert!(
             self.y0() <= y_from && y_from <= y_to && y_to <= self.y1,
             "rows {y_from}..{y_to} are not final"
@@ -59,12 +59,7 @@ impl<'a> FinalRows<'a> {
     }
 
     /// Rows `y_from .. y_to` as [`CanvasRows`] holding `memory` (exactly sized vectors).
-    pub(crate) fn canvas_rows(
-        &mut self,
-        y_from: usize,
-        y_to: usize,
-        memory: HeldMemory,
-    ) -> CanvasRows {
+    fn canvas_rows(&mut self, y_from: usize, y_to: usize, memory: HeldMemory) -> CanvasRows {
         let n = y_to - y_from;
         let width = self.acc.width();
         let mut heads: Vec<Vec<f32>> = self
@@ -86,21 +81,14 @@ impl<'a> FinalRows<'a> {
     }
 }
 
-/// What a sink did with one range of final rows.
+/// What the sink did with one range of final rows.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Taken {
-    /// Time spent blocked on downstream (a full channel, memory held by earlier rows, a busy
-    /// writer).
+    /// Time spent blocked on downstream (memory held by earlier rows, the caller's `emit`: a
+    /// full channel, a probability-store write).
     pub(crate) waited: Duration,
-    /// [`CanvasRows`] items made (0 when the rows went into a canvas or a writer buffer).
+    /// [`CanvasRows`] items made.
     pub(crate) items: u64,
-}
-
-/// Takes final rows as the stitcher produces them.
-pub(crate) trait RowSink {
-    /// Take rows `rows.y0() .. rows.y1()` (normalise them into held memory before returning:
-    /// they are released from the accumulator afterwards).
-    fn take(&mut self, rows: &mut FinalRows<'_>) -> Result<Taken, StitchError>;
 }
 
 /// `y0 .. y1` cut into consecutive ranges of at most `max_rows` rows (`0`: one range).
@@ -120,16 +108,16 @@ pub(crate) fn describe_rows(rows: usize, width: usize, channels: usize) -> Strin
     format!("{rows} canvas rows x {width} px x {channels} channels")
 }
 
-/// Hands each item of final rows to a caller (a channel, a `Vec`, a probability store).
+/// Hands each item of final rows to the caller (a channel, a `Vec`, a probability store).
 pub(crate) type Emit<'a> = dyn FnMut(CanvasRows) -> Result<(), StitchError> + 'a;
 
 /// Cuts final rows into [`CanvasRows`] items that hold their bytes of the budget, and hands them
-/// to `emit` one by one ([`crate::Stitcher::push_with`], [`crate::run_rows_stage`]).
+/// to `emit` one by one (behind [`crate::Stitcher::push_with`] and [`crate::Stitcher::push`]).
 ///
-/// An item has at most `max_rows` rows, and never more than fit next to what the caller holds
-/// for good (`fixed`: the stitch window, the reorder allowance, writer buffers), so that waiting
-/// can always succeed once the rows handed out before are dropped. Its reservation waits for
-/// bytes to be given back for up to `wait` without any (see
+/// An item has at most `max_rows` rows, and never more than fit next to what is held for good
+/// (`fixed`: the stitch window, waiting patches, [`crate::StitchParams::consumer_held`]), so
+/// that waiting can always succeed once the rows handed out before are dropped. Its reservation
+/// waits for bytes to be given back for up to `wait` without any (see
 /// [`MemoryBudget::reserve_waiting`]); when not even one row fits, it fails at once.
 pub(crate) struct ReservingSink<'e, 'f> {
     budget: MemoryBudget,
@@ -140,6 +128,8 @@ pub(crate) struct ReservingSink<'e, 'f> {
 }
 
 impl<'e, 'f> ReservingSink<'e, 'f> {
+    /// A sink for items of at most `max_rows` rows, next to `fixed` bytes held for good,
+    /// waiting up to `wait` for bytes to come back.
     pub(crate) fn new(
         budget: MemoryBudget,
         max_rows: usize,
@@ -155,10 +145,10 @@ impl<'e, 'f> ReservingSink<'e, 'f> {
             emit,
         }
     }
-}
 
-impl RowSink for ReservingSink<'_, '_> {
-    fn take(&mut self, rows: &mut FinalRows<'_>) -> Result<Taken, StitchError> {
+    /// Take rows `rows.y0() .. rows.y1()`: normalised into reserved items, handed to `emit`
+    /// before returning (the rows are released from the accumulator afterwards).
+    pub(crate) fn take(&mut self, rows: &mut FinalRows<'_>) -> Result<Taken, StitchError> {
         let mut taken = Taken::default();
         let row_bytes = rows.row_bytes().max(1);
         let fit_rows = self.budget.limit().saturating_sub(self.fixed) / row_bytes;

@@ -151,14 +151,6 @@ pub enum StitchError {
         /// Grid index of the first missing patch in merge order.
         first_missing: usize,
     },
-    /// A read asked for pixels outside the canvas.
-    #[error("region {region:?} (x0, y0, x1, y1) is outside the canvas of size {canvas_size:?}")]
-    RegionOutOfBounds {
-        /// The region asked for.
-        region: [usize; 4],
-        /// `[width, height]` of the canvas.
-        canvas_size: [usize; 2],
-    },
     /// Rows were given to a writer out of order or of the wrong shape.
     #[error("rows out of order or of the wrong shape: {reason}")]
     RowsMismatch {
@@ -193,7 +185,8 @@ pub enum StitchError {
         /// The path.
         path: PathBuf,
     },
-    /// The downstream receiver hung up before all rows were sent.
+    /// The downstream receiver hung up before all rows were sent (for a caller's `emit` to
+    /// return, as to `Stitcher::push_with`).
     #[error("the stitch output channel was closed by its receiver before all rows were sent")]
     OutputClosed,
     /// An earlier error (a refused reservation for final rows, a failed write, a closed output)
@@ -202,9 +195,9 @@ pub enum StitchError {
         "the stitcher was interrupted by an earlier error while handing out rows; start a new one"
     )]
     Interrupted,
-    /// The stitch stage thread panicked.
-    #[error("the stitch stage thread panicked: {message}")]
-    StagePanicked {
+    /// The Zarr writer thread of a `ProbabilityStore` panicked.
+    #[error("the zarr writer thread panicked: {message}")]
+    WriterPanicked {
         /// The panic message.
         message: String,
     },

@@ -1,4 +1,4 @@
-//! The stitch stage's parameters ([`StitchParams`]) and running state ([`Stitcher`]).
+//! The stitcher's parameters ([`StitchParams`]) and running state ([`Stitcher`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use crate::canvas_rows::CanvasRows;
 use crate::memory_budget::{MemoryBudget, MemoryReservation};
 use crate::patch_prediction::{PatchData, PatchPrediction, PatchView};
 use crate::patches_to_bands::BandBuilder;
-use crate::row_sink::{Emit, FinalRows, ReservingSink, RowSink};
+use crate::row_sink::{Emit, FinalRows, ReservingSink};
 use crate::stitch_errors::{PlanError, StitchError};
 
 /// One model head: its name (used for the saved probability arrays) and channel count.
@@ -51,8 +51,9 @@ pub struct StitchParams {
     /// The budget the stitch window and waiting out-of-order patches reserve from.
     pub budget: MemoryBudget,
     /// Out-of-order patches to reserve room for up front (default 0): set it to the most
-    /// patches upstream can reorder (workers × batch size), so that a full canvas reserved later
-    /// cannot take that room. More patches may wait; they reserve as they come.
+    /// patches upstream can reorder (workers × batch size), so that reservations made later
+    /// (rows handed out, the consumer's buffers) cannot take that room. More patches may wait;
+    /// they reserve as they come.
     pub reorder_allowance: usize,
     /// The most rows in one [`CanvasRows`] handed out (default 0: no limit, one item per band
     /// step, i.e. the rows between two band tops, [`CanvasPlan::row_step`] in a regular grid).
@@ -228,15 +229,14 @@ pub struct StitchMetrics {
     pub zero_blocks: u64,
     /// Canvas rows emitted.
     pub rows_out: u64,
-    /// [`CanvasRows`] items emitted (none in full-canvas mode: rows go straight into the
-    /// canvas or the spill writer).
+    /// [`CanvasRows`] items emitted.
     pub row_chunks_out: u64,
     /// The most patches waiting at once for an earlier patch.
     pub peak_pending_patches: u64,
     /// Time spent merging and normalising (waiting for downstream excluded).
     pub busy: Duration,
-    /// Time spent waiting for downstream: a full output channel, memory held by rows handed
-    /// out, a busy Zarr writer.
+    /// Time spent waiting for downstream: memory held by rows handed out, and the time the
+    /// caller's `emit` took (a full output channel, a probability-store write).
     pub waiting: Duration,
 }
 
@@ -344,7 +344,7 @@ impl Stitcher {
     }
 
     /// Bytes this stitcher holds of the budget now (the window and waiting patches).
-    pub(crate) fn held_bytes(&self) -> u64 {
+    fn held_bytes(&self) -> u64 {
         self._window.size() + self.pending_reservation.size()
     }
 
@@ -405,7 +405,8 @@ impl Stitcher {
         patch: PatchPrediction,
         mut emit: impl FnMut(CanvasRows) -> Result<(), StitchError>,
     ) -> Result<(), StitchError> {
-        self.push_reserving(patch, 0, &mut emit)
+        let mut sink = self.reserving_sink(&mut emit);
+        self.push_into(patch, &mut sink)
     }
 
     /// [`Stitcher::push_with`] for a patch whose head data is borrowed (e.g. from the model's
@@ -419,39 +420,27 @@ impl Stitcher {
         patch: PatchView<'_>,
         mut emit: impl FnMut(CanvasRows) -> Result<(), StitchError>,
     ) -> Result<(), StitchError> {
-        self.push_reserving(patch, 0, &mut emit)
-    }
-
-    /// [`Stitcher::push_with`]; `also_held` more bytes are held for good by the caller.
-    pub(crate) fn push_reserving(
-        &mut self,
-        patch: impl PatchData,
-        also_held: u64,
-        emit: &mut Emit<'_>,
-    ) -> Result<(), StitchError> {
-        let mut sink = self.reserving_sink(also_held, emit);
+        let mut sink = self.reserving_sink(&mut emit);
         self.push_into(patch, &mut sink)
     }
 
-    fn reserving_sink<'e, 'f>(
-        &self,
-        also_held: u64,
-        emit: &'e mut Emit<'f>,
-    ) -> ReservingSink<'e, 'f> {
+    /// Where final rows go: items reserved from the budget, next to what this stitcher and the
+    /// consumer ([`StitchParams::consumer_held`]) hold for good, handed to `emit`.
+    fn reserving_sink<'e, 'f>(&self, emit: &'e mut Emit<'f>) -> ReservingSink<'e, 'f> {
         ReservingSink::new(
             self.params.budget.clone(),
             self.params.max_chunk_rows(),
-            self.held_bytes() + also_held + self.params.consumer_held,
+            self.held_bytes() + self.params.consumer_held,
             self.params.memory_wait,
             emit,
         )
     }
 
     /// Merge one patch (any order); rows that become final go to `sink` at once.
-    pub(crate) fn push_into(
+    fn push_into(
         &mut self,
         patch: impl PatchData,
-        sink: &mut dyn RowSink,
+        sink: &mut ReservingSink<'_, '_>,
     ) -> Result<(), StitchError> {
         if self.interrupted {
             return Err(StitchError::Interrupted);
@@ -489,7 +478,7 @@ impl Stitcher {
     fn merge_in_order(
         &mut self,
         patch: impl PatchData,
-        sink: &mut dyn RowSink,
+        sink: &mut ReservingSink<'_, '_>,
     ) -> Result<(), StitchError> {
         // Bands that need no patch (a ring band above the tissue) are done before the first.
         self.complete_finished_bands(sink)?;
@@ -540,23 +529,14 @@ impl Stitcher {
         self,
         mut emit: impl FnMut(CanvasRows) -> Result<(), StitchError>,
     ) -> Result<StitchMetrics, StitchError> {
-        self.finish_reserving(0, &mut emit)
-    }
-
-    /// [`Stitcher::finish_with`]; `also_held` more bytes are held for good by the caller.
-    pub(crate) fn finish_reserving(
-        self,
-        also_held: u64,
-        emit: &mut Emit<'_>,
-    ) -> Result<StitchMetrics, StitchError> {
-        let mut sink = self.reserving_sink(also_held, emit);
+        let mut sink = self.reserving_sink(&mut emit);
         self.finish_into(&mut sink)
     }
 
     /// End of input; the last rows go to `sink`.
-    pub(crate) fn finish_into(
+    fn finish_into(
         mut self,
-        sink: &mut dyn RowSink,
+        sink: &mut ReservingSink<'_, '_>,
     ) -> Result<StitchMetrics, StitchError> {
         if self.interrupted {
             return Err(StitchError::Interrupted);
@@ -635,7 +615,11 @@ impl Stitcher {
     }
 
     /// Merge the patch of rank `next_rank` into its band.
-    fn merge(&mut self, patch: &impl PatchData, sink: &mut dyn RowSink) -> Result<(), StitchError> {
+    fn merge(
+        &mut self,
+        patch: &impl PatchData,
+        sink: &mut ReservingSink<'_, '_>,
+    ) -> Result<(), StitchError> {
         let planned = *self
             .params
             .plan
@@ -661,7 +645,10 @@ impl Stitcher {
 
     /// Fold every band whose selected patches are all merged, and hand the rows above the next
     /// band's top edge to `sink`.
-    fn complete_finished_bands(&mut self, sink: &mut dyn RowSink) -> Result<(), StitchError> {
+    fn complete_finished_bands(
+        &mut self,
+        sink: &mut ReservingSink<'_, '_>,
+    ) -> Result<(), StitchError> {
         let bands = self.params.plan.bands();
         while let Some(band) = bands.get(self.band_index) {
             if self.band_merged < band.selected {

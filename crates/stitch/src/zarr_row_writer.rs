@@ -5,14 +5,11 @@
 //! y) is complete, then handed to the writer's own thread, which compresses and writes it with
 //! one `store_array_subset` per head. Every shard is therefore written exactly once, by that one
 //! thread: never two writers on one chunk, no read-modify-write of a finished shard.
-//! Used by the temporary canvas spill ([`crate::zarr_spill`]) and the saved probability maps
-//! ([`crate::probability_store`]).
+//! The saved probability maps (`ProbabilityStore`) write through it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use zarrs::array::codec::ZstdCodec;
@@ -103,15 +100,12 @@ pub(crate) fn create_arrays(
         .collect()
 }
 
-/// Appends canvas rows `a .. b` of every head (full canvas width) to the given vectors.
-pub(crate) type ProduceRows<'a> = dyn FnMut(usize, usize, &mut [Vec<f32>]) + 'a;
-
-/// The most shard-row buffers a writer uses: one being filled by the stitch thread while the
-/// other is compressed and written by the writer thread.
+/// The most shard-row buffers a writer uses: one being filled by the caller while the other is
+/// compressed and written by the writer thread.
 const MAX_BLOCKS: usize = 2;
 
-/// Canvas rows of one shard row (or fewer), full canvas width, every head: what the stitch
-/// thread fills and the writer thread writes.
+/// Canvas rows of one shard row (or fewer), full canvas width, every head: what the caller fills
+/// and the writer thread writes.
 #[derive(Debug)]
 struct RowBlock {
     /// Canvas row of the block's first row.
@@ -127,7 +121,6 @@ struct WriterShared {
     arrays: Vec<Array<FilesystemStore>>,
     channels: Vec<usize>,
     geometry: WriterGeometry,
-    bytes_written: AtomicU64,
 }
 
 impl WriterShared {
@@ -156,8 +149,6 @@ impl WriterShared {
                         e,
                     )
                 })?;
-            self.bytes_written
-                .fetch_add((data.len() * 4) as u64, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -180,11 +171,12 @@ fn run_writer(
 
 /// Gathers rows into whole shard rows and has a thread of its own compress and write them.
 ///
-/// The stitch thread normalises (or copies) rows straight into a reserved shard-row buffer
-/// (a [`RowBlock`]); a full buffer goes to the writer thread over a bounded channel and comes
-/// back empty once written. With two buffers ([`ZarrRowWriter::try_add_buffer`]), stitching and
-/// compression overlap; with one, the stitch thread waits for the write. One thread writes, every shard row once: never two writers
-/// on one chunk or shard, no read-modify-write of a finished shard.
+/// The caller's rows are copied into a reserved shard-row buffer (a [`RowBlock`]); a full buffer
+/// goes to the writer thread over a bounded channel and comes back empty once written. The
+/// reservation pays for the buffers: with one ([`ZarrRowWriter::buffer_bytes`], what
+/// `ProbabilityStore` reserves) the caller waits for each write; with two, filling and
+/// compression overlap. One thread writes, every shard row once: never two writers on one chunk
+/// or shard, no read-modify-write of a finished shard.
 #[derive(Debug)]
 pub(crate) struct ZarrRowWriter {
     shared: Arc<WriterShared>,
@@ -199,15 +191,14 @@ pub(crate) struct ZarrRowWriter {
     jobs: Option<Sender<RowBlock>>,
     free: Receiver<RowBlock>,
     thread: Option<JoinHandle<Result<(), StitchError>>>,
+    /// Holds the buffers (given back at [`ZarrRowWriter::finish`] or on drop).
     reservation: MemoryReservation,
-    /// Bytes of one buffer.
-    block_bytes: u64,
-    waited: Duration,
 }
 
 impl ZarrRowWriter {
     /// A writer for `arrays` (as made by [`create_arrays`]); `reservation` holds one
-    /// [`ZarrRowWriter::buffer_bytes`] (more: up to two buffers are used).
+    /// [`ZarrRowWriter::buffer_bytes`] or more (as many buffers as it pays for are used, at most
+    /// two).
     pub(crate) fn new(
         store_path: PathBuf,
         arrays: Vec<Array<FilesystemStore>>,
@@ -227,7 +218,6 @@ impl ZarrRowWriter {
             arrays,
             channels,
             geometry,
-            bytes_written: AtomicU64::new(0),
         });
         let (jobs_tx, jobs_rx) = bounded::<RowBlock>(MAX_BLOCKS);
         let (free_tx, free_rx) = bounded::<RowBlock>(MAX_BLOCKS);
@@ -251,27 +241,7 @@ impl ZarrRowWriter {
             free: free_rx,
             thread: Some(thread),
             reservation,
-            block_bytes,
-            waited: Duration::ZERO,
         })
-    }
-
-    /// Reserve a second buffer, so that stitching and compression overlap, when the budget has
-    /// room for it and still `headroom` bytes more. Returns whether it did.
-    pub(crate) fn try_add_buffer(&mut self, headroom: u64) -> bool {
-        if self.slots >= MAX_BLOCKS || self.thread.is_none() {
-            return false;
-        }
-        if self
-            .reservation
-            .try_grow(self.block_bytes + headroom)
-            .is_err()
-        {
-            return false;
-        }
-        self.reservation.shrink(headroom);
-        self.slots += 1;
-        true
     }
 
     /// Bytes of one row buffer: one shard row of the canvas width.
@@ -283,26 +253,6 @@ impl ZarrRowWriter {
     ) -> u64 {
         let rows = layout.chunk[0].clamp(1, array_height.max(1));
         rows * (width * channels.iter().sum::<usize>() * 4) as u64
-    }
-
-    /// Uncompressed bytes written so far.
-    pub(crate) fn bytes_written(&self) -> u64 {
-        self.shared.bytes_written.load(Ordering::Relaxed)
-    }
-
-    /// Bytes of the budget held (the buffers).
-    pub(crate) fn reserved_bytes(&self) -> u64 {
-        self.reservation.size()
-    }
-
-    /// Time the stitch thread waited for the writer thread to hand a buffer back.
-    pub(crate) fn waited(&self) -> Duration {
-        self.waited
-    }
-
-    /// The arrays.
-    pub(crate) fn arrays(&self) -> &[Array<FilesystemStore>] {
-        &self.shared.arrays
     }
 
     /// Add the next rows (they must follow the rows before), copying them.
@@ -326,34 +276,8 @@ impl ZarrRowWriter {
                 ),
             });
         }
-        let shared = Arc::clone(&self.shared);
-        self.write_with(rows.y0, rows.y1(), &mut |a, b, out| {
-            for (head, &c) in shared.channels.iter().enumerate() {
-                let src = &rows.heads[head][(a - rows.y0) * width * c..(b - rows.y0) * width * c];
-                out[head].extend_from_slice(src);
-            }
-        })
-    }
-
-    /// Add the next rows `y0 .. y1`: `produce(a, b, out)` appends rows `a .. b` of every head
-    /// (full canvas width) to `out`, straight into the reserved buffer.
-    pub(crate) fn write_with(
-        &mut self,
-        y0: usize,
-        y1: usize,
-        produce: &mut ProduceRows<'_>,
-    ) -> Result<(), StitchError> {
-        let height = self.shared.geometry.canvas_size[1];
-        if y0 != self.next_y || y1 < y0 || y1 > height {
-            return Err(StitchError::RowsMismatch {
-                reason: format!(
-                    "got rows {y0}..{y1}; expected rows from {} (canvas height {height})",
-                    self.next_y
-                ),
-            });
-        }
-        let mut y = y0;
-        while y < y1 {
+        let mut y = rows.y0;
+        while y < rows.y1() {
             let mut block = match self.current.take() {
                 Some(block) => block,
                 None => {
@@ -363,8 +287,10 @@ impl ZarrRowWriter {
                 }
             };
             let shard_end = self.shard_row_end(block.y0);
-            let end = shard_end.min(y1);
-            produce(y, end, &mut block.heads);
+            let end = shard_end.min(rows.y1());
+            for ((out, src), &c) in block.heads.iter_mut().zip(&rows.heads).zip(&rows.channels) {
+                out.extend_from_slice(&src[(y - rows.y0) * width * c..(end - rows.y0) * width * c]);
+            }
             y = end;
             self.next_y = y;
             if y == shard_end {
@@ -417,10 +343,7 @@ impl ZarrRowWriter {
                     .collect(),
             });
         }
-        let started = Instant::now();
-        let block = self.free.recv();
-        self.waited += started.elapsed();
-        match block {
+        match self.free.recv() {
             Ok(block) => Ok(block),
             Err(_) => Err(self.writer_failure()),
         }
@@ -428,12 +351,10 @@ impl ZarrRowWriter {
 
     /// Hand a filled buffer to the writer thread.
     fn submit(&mut self, block: RowBlock) -> Result<(), StitchError> {
-        let started = Instant::now();
         let sent = self
             .jobs
             .as_ref()
             .is_some_and(|jobs| jobs.send(block).is_ok());
-        self.waited += started.elapsed();
         if sent {
             Ok(())
         } else {
@@ -472,7 +393,7 @@ impl Drop for ZarrRowWriter {
     }
 }
 
-/// Wait for the writer thread; a panic becomes [`StitchError::StagePanicked`].
+/// Wait for the writer thread; a panic becomes [`StitchError::WriterPanicked`].
 fn join_writer(thread: JoinHandle<Result<(), StitchError>>) -> Result<(), StitchError> {
     thread.join().unwrap_or_else(|panic| {
         let message = panic
@@ -480,27 +401,6 @@ fn join_writer(thread: JoinHandle<Result<(), StitchError>>) -> Result<(), Stitch
             .map(|s| (*s).to_owned())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        Err(StitchError::StagePanicked {
-            message: format!("zarr writer thread: {message}"),
-        })
+        Err(StitchError::WriterPanicked { message })
     })
-}
-
-/// Read `[x0, y0, x1, y1]` (array coordinates) of each array.
-pub(crate) fn read_region(
-    store_path: &Path,
-    arrays: &[Array<FilesystemStore>],
-    region: [u64; 4],
-) -> Result<Vec<Vec<f32>>, StitchError> {
-    let [x0, y0, x1, y1] = region;
-    arrays
-        .iter()
-        .map(|array| {
-            let c = array.shape()[2];
-            let subset = ArraySubset::new_with_ranges(&[y0..y1, x0..x1, 0..c]);
-            array
-                .retrieve_array_subset::<Vec<f32>>(&subset)
-                .map_err(|e| StitchError::zarr("read region", store_path, e))
-        })
-        .collect()
 }

@@ -5,10 +5,10 @@
 
 mod stitch_tests {
     pub(crate) mod identity_crop;
+    pub(crate) mod order;
     pub(crate) mod probability_store;
     pub(crate) mod reference;
-    pub(crate) mod spill_and_order;
-    pub(crate) mod stage;
     pub(crate) mod strategies;
     pub(crate) mod synthetic;
+    pub(crate) mod threaded;
 }

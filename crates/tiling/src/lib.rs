@@ -1,8 +1,8 @@
 //! Where patches and post-processing tiles lie: the second stage of mtseg-pipeline.
 //!
 //! `tiling` turns a slide's size at the processing resolution into the patch grid the model runs
-//! on, drops patches without tissue, reads the patches (from `slide`) and sends them as
-//! [`PatchBatch`]es to `infer`; later in the flow, it tells `postproc`/`instmerge` which
+//! on, drops patches without tissue and reads the patches (from `slide`) into [`PatchBatch`]es,
+//! which the pipeline hands to `infer`; later in the flow, it tells `postproc`/`instmerge` which
 //! post-processing tiles the stitched canvas is cut into ([`tile_layout`]).
 //!
 //! # Overview
@@ -10,7 +10,8 @@
 //!   every stride from 0 to `ceil(W / stride) * stride`, input boxes centred on them).
 //! - [`select_patches`], [`filter_by_mask`]: TIAToolbox's `filter_coordinates` on the input boxes
 //!   (any tissue pixel keeps a patch), with its exact mask-pixel mapping or ours ([`MaskRule`]).
-//! - [`extract_patches`]: parallel reads (rayon) sent in grid order on a bounded crossbeam channel.
+//! - [`read_batch`]: one [`PatchBatch`] of selected patches, read in parallel (rayon); the
+//!   pipeline's reader stage calls it batch by batch and sends the batches on.
 //! - [`tile_layout`]: full tiles, vertical strips, horizontal strips and cross sections with their
 //!   side flags (TIAToolbox's `_get_tile_info`).
 //!
@@ -32,11 +33,13 @@
 //! - Shapes are [`Size2`] (width, height, from `mtseg-types`) here and in every stage crate. TIAToolbox passes the output
 //!   patch to `get_coordinates` as (h, w) while the other shapes are (w, h) (harmless for its square
 //!   presets); we use (w, h) throughout, so non-square outputs are placed correctly.
-//! - Patches within a batch are read in parallel and batches are sent in order; the stitcher
+//! - Patches within a batch are read in parallel and the batch keeps their order; the stitcher
 //!   accepts out-of-order arrival anyway, so a future reader may reorder freely.
+//! - No stage loop lives here: reading batch after batch, sending them on, cancelling and timing
+//!   are the pipeline's reader stage, so each stage runner exists in one place.
 //!
 //! # Logging
-//! `debug!` per batch read.
+//! None: the crate emits no `tracing` events.
 #![forbid(unsafe_code)]
 
 mod mask_filter;
@@ -48,9 +51,7 @@ mod tiling_errors;
 pub use mask_filter::{MaskRule, box_has_tissue, box_in_mask, filter_by_mask, select_patches};
 /// The one 2-D size type of the workspace (width, height), from `mtseg-types`.
 pub use mtseg_types::{PatchBatch, PatchBox, Size2};
-pub use patch_extraction::{
-    ExtractError, ExtractParams, ExtractStats, extract_patches, read_batch,
-};
+pub use patch_extraction::{ExtractParams, read_batch};
 pub use patch_grid::{PatchGrid, PatchGridBuilder};
 pub use tile_layout::{PostprocTile, SideFlags, TileSet, tile_layout};
 pub use tiling_errors::GridError;

@@ -1,11 +1,7 @@
-//! The patch-extraction stage: reads the selected patches of a slide in parallel (rayon) and sends
-//! them, in grid order, as [`PatchBatch`]es on a bounded crossbeam channel. A full channel blocks
-//! the reader (back-pressure from inference); a dropped receiver stops it.
+//! Patch reads: one batch of selected patches read from a slide in parallel (rayon), as a
+//! [`PatchBatch`]. The stage loop that calls it (batches in grid order on a bounded channel, with
+//! cancellation and timing) is the pipeline's reader stage.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use crossbeam_channel::Sender;
 use mtseg_slide::{Interpolation, ReadError, Resolution, SlideReader};
 use mtseg_types::Size2;
 use rayon::prelude::*;
@@ -19,60 +15,17 @@ pub struct ExtractParams {
     pub resolution: Resolution,
     /// Resampling choice.
     pub interpolation: Interpolation,
-    /// Patches per batch (at least 1).
+    /// Patches per batch (at least 1): how the caller cuts the selected patches into the
+    /// chunks it passes to [`read_batch`].
     pub batch_size: usize,
 }
 
-/// What the stage did.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ExtractStats {
-    /// Patches read and sent.
-    pub patches: u64,
-    /// Batches sent.
-    pub batches: u64,
-    /// Time spent reading (wall, summed over batches).
-    pub busy: Duration,
-}
-
-/// Why extraction stopped early.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ExtractError {
-    /// A patch could not be read.
-    #[error(transparent)]
-    Read(#[from] ReadError),
-    /// The consumer hung up (it failed or was cancelled); not an error of this stage.
-    #[error("the patch consumer stopped")]
-    Disconnected,
-}
-
-/// Reads `patches` (grid index and box, in increasing index order) from `slide` and sends them
-/// in batches of `params.batch_size`. Patches of a batch are read in parallel on the current
-/// rayon pool. Returns when all are sent, the first read fails, or the receiver is dropped.
-pub fn extract_patches(
-    slide: &Arc<dyn SlideReader>,
-    patches: &[(u64, PatchBox)],
-    params: ExtractParams,
-    tx: &Sender<PatchBatch>,
-) -> Result<ExtractStats, ExtractError> {
-    let mut stats = ExtractStats::default();
-    for chunk in patches.chunks(params.batch_size.max(1)) {
-        let started = Instant::now();
-        let batch = read_batch(slide.as_ref(), chunk, params)?;
-        stats.busy += started.elapsed();
-        stats.patches += batch.len() as u64;
-        stats.batches += 1;
-        tracing::debug!(
-            first = batch.indices[0],
-            n = batch.len(),
-            "patch batch read"
-        );
-        tx.send(batch).map_err(|_| ExtractError::Disconnected)?;
-    }
-    Ok(stats)
-}
-
-/// Reads one batch of patches in parallel.
+/// Reads the patches of `chunk` (grid index and box, in increasing index order) from `slide`,
+/// in parallel on the current rayon pool, at `params.resolution` with `params.interpolation`;
+/// the batch keeps the order of `chunk`. An empty chunk gives an empty batch.
+///
+/// # Errors
+/// The first patch that cannot be read.
 pub fn read_batch(
     slide: &dyn SlideReader,
     chunk: &[(u64, PatchBox)],

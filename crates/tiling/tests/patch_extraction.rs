@@ -1,22 +1,19 @@
-//! The extraction stage on the real SVS: patches equal direct reads, batches arrive in grid order,
-//! the mask keeps tissue patches, and a dropped consumer stops the stage.
+//! Patch reads on the real SVS: batches equal direct reads and keep grid order, and the mask
+//! keeps tissue patches.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use mtseg_slide::{Interpolation, OpenOptions, Resolution, SlideReader, TissueMask, open_slide};
-use mtseg_tiling::{
-    ExtractError, ExtractParams, MaskRule, PatchGridBuilder, Size2, extract_patches, select_patches,
-};
+use mtseg_tiling::{ExtractParams, MaskRule, PatchGridBuilder, Size2, read_batch, select_patches};
 
-fn svs() -> Arc<dyn SlideReader> {
+fn svs() -> Box<dyn SlideReader> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/cmu_small_region.svs");
     assert!(
         p.exists(),
         "{} missing: run scripts/setup first",
         p.display()
     );
-    Arc::from(open_slide(&p, OpenOptions::default()).unwrap())
+    open_slide(&p, OpenOptions::default()).unwrap()
 }
 
 fn params() -> ExtractParams {
@@ -28,7 +25,7 @@ fn params() -> ExtractParams {
 }
 
 #[test]
-fn masked_patches_arrive_in_order_and_equal_direct_reads() {
+fn masked_patches_are_read_in_order_and_equal_direct_reads() {
     let slide = svs();
     let (w, h) = slide.dimensions_at(Resolution::Mpp(0.5)).unwrap();
     let grid = PatchGridBuilder::new(Size2::new(w, h), Size2::new(256, 256))
@@ -47,40 +44,30 @@ fn masked_patches_arrive_in_order_and_equal_direct_reads() {
     assert!(selected.len() < grid.len() as usize && selected.len() > grid.len() as usize / 4);
     assert!(ours.len() >= selected.len());
     let few: Vec<_> = selected.iter().copied().take(20).collect();
-    let (tx, rx) = crossbeam_channel::bounded(2);
-    let stats = std::thread::scope(|s| {
-        let h = s.spawn(|| extract_patches(&slide, &few, params(), &tx));
-        let mut seen = Vec::new();
-        drop(tx.clone());
-        for batch in rx.iter().take(3) {
-            assert!(batch.len() <= 7);
-            for (k, idx) in batch.indices.iter().enumerate() {
-                let b = batch.boxes[k];
-                let direct = slide
-                    .read_region(b.input, Resolution::Mpp(0.5), Interpolation::Optimise)
-                    .unwrap();
-                assert_eq!(batch.patch_pixels(k), direct.as_raw().as_slice());
-                seen.push(*idx);
-            }
+    let mut seen = Vec::new();
+    let mut batches = 0;
+    for chunk in few.chunks(params().batch_size) {
+        let batch = read_batch(slide.as_ref(), chunk, params()).unwrap();
+        assert!(batch.len() <= 7);
+        assert_eq!(batch.patch, Size2::new(256, 256));
+        for (k, idx) in batch.indices.iter().enumerate() {
+            let b = batch.boxes[k];
+            assert_eq!(b, chunk[k].1);
+            let direct = slide
+                .read_region(b.input, Resolution::Mpp(0.5), Interpolation::Optimise)
+                .unwrap();
+            assert_eq!(batch.patch_pixels(k), direct.as_raw().as_slice());
+            seen.push(*idx);
         }
-        let stats = h.join().unwrap().unwrap();
-        assert_eq!(seen, few.iter().map(|(i, _)| *i).collect::<Vec<_>>());
-        stats
-    });
-    assert_eq!((stats.patches, stats.batches), (20, 3));
-}
-
-#[test]
-fn dropped_receiver_stops_extraction() {
-    let slide = svs();
-    let grid = PatchGridBuilder::new(Size2::new(1108, 1481), Size2::new(64, 64))
-        .build()
-        .unwrap();
-    let all = select_patches(&grid, None, MaskRule::AnyOverlap).unwrap();
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    drop(rx);
-    let e = extract_patches(&slide, &all, params(), &tx).unwrap_err();
-    assert!(matches!(e, ExtractError::Disconnected));
+        batches += 1;
+    }
+    assert_eq!(seen, few.iter().map(|(i, _)| *i).collect::<Vec<_>>());
+    assert_eq!((seen.len(), batches), (20, 3));
+    assert!(
+        read_batch(slide.as_ref(), &[], params())
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]

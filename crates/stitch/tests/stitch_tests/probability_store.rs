@@ -9,7 +9,7 @@ use mtseg_stitch::{
 use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
 
-use super::synthetic::{SyntheticSlide, grid, identity_crop, params, stitch_all};
+use super::synthetic::{SyntheticSlide, grid, identity_crop, params, spawn_rows, stitch_all};
 
 #[test]
 fn saved_maps_are_the_canvas_padded_to_the_slide() {
@@ -177,9 +177,9 @@ fn read_head(path: &std::path::Path, head: usize, c: usize, size: [usize; 2]) ->
 }
 
 #[test]
-fn both_stages_save_the_same_maps_with_and_without_spill() {
+fn the_threaded_stitcher_saves_the_maps_under_a_tight_budget() {
     use crossbeam_channel::bounded;
-    use mtseg_stitch::{PredictionBatch, SpillConfig, run_full_canvas_stage, run_rows_stage};
+    use mtseg_stitch::PatchPrediction;
 
     let (slide_w, slide_h) = (61usize, 47usize);
     let slide = SyntheticSlide::new(slide_w, slide_h, 2, 5);
@@ -209,101 +209,68 @@ fn both_stages_save_the_same_maps_with_and_without_spill() {
     };
     let dir = tempfile::tempdir().unwrap();
     let probe = params(plan.clone(), output, &channels, MemoryBudget::unlimited());
-    let buffer = |rows: u64| rows * (plan.width() * 3 * 4) as u64;
-    // Window + one store buffer (5 rows at the slide's width) + one spill buffer: the canvas
-    // spills and each writer has a single buffer.
-    let spill = SpillConfig {
-        dir: dir.path().join("spill"),
+    // Window + the store's buffer (5 rows at the canvas width) + the rows in flight (the
+    // channel's 2, one being made, one in the consumer's hands), no more.
+    let store_buffer = (5 * plan.width() * 3 * 4) as u64;
+    let budget =
+        MemoryBudget::with_bytes(probe.window_bytes() + store_buffer + 4 * probe.chunk_bytes());
+    let store = ProbabilityStore::create(
+        &dir.path().join("rows.zarr"),
+        &plan,
+        &heads,
+        serde_json::Map::new(),
         layout,
-    };
-    let spill_buffer = spill.buffer_bytes(plan.canvas_size(), &channels, plan.row_step());
-    let store_buffer = (5 * slide_w * 3 * 4) as u64;
-    let tight = probe.window_bytes() + store_buffer + spill_buffer;
-    assert!(
-        ((plan.width() * plan.height() * 3 * 4) as u64) > store_buffer + spill_buffer + buffer(0)
-    );
-
-    let feed = |patches: Vec<mtseg_stitch::PatchPrediction>| {
-        let (tx, rx) = bounded::<PredictionBatch>(2);
-        let feeder = std::thread::spawn(move || {
-            for chunk in patches.chunks(4) {
-                tx.send(chunk.to_vec().into()).unwrap();
-            }
-        });
-        (rx, feeder)
-    };
-    let store = |name: &str, budget: &MemoryBudget| {
-        ProbabilityStore::create(
-            &dir.path().join(name),
-            &plan,
-            &heads,
-            serde_json::Map::new(),
-            layout,
-            budget,
-        )
-        .unwrap()
-    };
-
-    // Full canvas, spilled, with the store.
-    let budget = MemoryBudget::with_bytes(tight);
-    let (rx, feeder) = feed(patches.clone());
-    let (canvas, report) = run_full_canvas_stage(
-        mtseg_stitch::Stitcher::new(params(plan.clone(), output, &channels, budget.clone()))
-            .unwrap(),
-        &rx,
-        spill.clone(),
-        Some(store("full.zarr", &budget)),
+        &budget,
     )
     .unwrap();
-    feeder.join().unwrap();
-    assert!(canvas.is_spilled());
-    assert_eq!(
-        report.probabilities.as_deref(),
-        Some(dir.path().join("full.zarr").as_path())
-    );
-    drop(canvas);
-    assert_eq!(budget.used(), 0);
+    assert_eq!(budget.used(), store_buffer);
 
-    // Rows mode with the store, roomy budget (two buffers per writer).
-    let budget = MemoryBudget::with_bytes(4 * tight);
-    let (rx, feeder) = feed(patches.clone());
+    let (in_tx, in_rx) = bounded::<Vec<PatchPrediction>>(2);
     let (out_tx, out_rx) = bounded(2);
-    let consumer = std::thread::spawn(move || out_rx.iter().count());
-    run_rows_stage(
+    let stage = spawn_rows(
         mtseg_stitch::Stitcher::new(params(plan.clone(), output, &channels, budget.clone()))
             .unwrap(),
-        &rx,
-        &out_tx,
-        Some(store("rows.zarr", &budget)),
-    )
-    .unwrap();
-    drop(out_tx);
+        in_rx,
+        out_tx,
+        Some(store),
+    );
+    let feed = patches.clone();
+    let feeder = std::thread::spawn(move || {
+        for chunk in feed.chunks(4) {
+            in_tx.send(chunk.to_vec()).unwrap();
+        }
+    });
+    let consumer = std::thread::spawn(move || out_rx.iter().count());
+    let (_, saved) = stage.join().unwrap().unwrap();
     feeder.join().unwrap();
     assert!(consumer.join().unwrap() > 0);
+    assert_eq!(
+        saved.as_deref(),
+        Some(dir.path().join("rows.zarr").as_path())
+    );
+    assert!(budget.peak() <= budget.limit());
     assert_eq!(budget.used(), 0);
 
-    // Both equal the in-memory stitch, padded to the slide.
+    // The saved maps equal the in-memory stitch, padded to the slide.
     let canvas = stitch_all(probe, patches);
     let [ox, oy] = plan.origin().map(|v| v as usize);
     let [w, h] = plan.canvas_size();
-    for name in ["full.zarr", "rows.zarr"] {
-        for (head, &c) in channels.iter().enumerate() {
-            let all = read_head(&dir.path().join(name), head, c, [slide_w, slide_h]);
-            for y in 0..slide_h {
-                for x in 0..slide_w {
-                    for k in 0..c {
-                        let inside = (ox..ox + w).contains(&x) && (oy..oy + h).contains(&y);
-                        let expected = if inside {
-                            canvas.heads[head][((y - oy) * w + x - ox) * c + k]
-                        } else {
-                            0.0
-                        };
-                        assert_eq!(
-                            all[(y * slide_w + x) * c + k].to_bits(),
-                            expected.to_bits(),
-                            "{name} ({x}, {y}) head {head}"
-                        );
-                    }
+    for (head, &c) in channels.iter().enumerate() {
+        let all = read_head(&dir.path().join("rows.zarr"), head, c, [slide_w, slide_h]);
+        for y in 0..slide_h {
+            for x in 0..slide_w {
+                for k in 0..c {
+                    let inside = (ox..ox + w).contains(&x) && (oy..oy + h).contains(&y);
+                    let expected = if inside {
+                        canvas.heads[head][((y - oy) * w + x - ox) * c + k]
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(
+                        all[(y * slide_w + x) * c + k].to_bits(),
+                        expected.to_bits(),
+                        "({x}, {y}) head {head}"
+                    );
                 }
             }
         }

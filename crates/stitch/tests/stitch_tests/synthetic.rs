@@ -1,7 +1,12 @@
-//! A synthetic slide, TIAToolbox's patch grid, and test models.
+//! A synthetic slide, TIAToolbox's patch grid, test models, and the stitcher driven on a thread.
 
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
 use mtseg_stitch::{
-    CanvasPlan, HeadBlock, HeadSpec, MemoryBudget, PatchPrediction, Size2, StitchParams,
+    CanvasPlan, CanvasRows, HeadBlock, HeadSpec, MemoryBudget, PatchPrediction, ProbabilityStore,
+    Size2, StitchError, StitchMetrics, StitchParams, Stitcher,
 };
 
 /// An in-memory image, `height × width × channels` f32.
@@ -198,10 +203,7 @@ pub(crate) fn params(
 }
 
 /// Concatenate emitted rows into a canvas, checking they are contiguous and cover it.
-pub(crate) fn assemble(
-    plan: &CanvasPlan,
-    rows: &[mtseg_stitch::CanvasRows],
-) -> super::reference::Canvas {
+pub(crate) fn assemble(plan: &CanvasPlan, rows: &[CanvasRows]) -> super::reference::Canvas {
     let [w, h] = plan.canvas_size();
     let channels = rows.first().map(|r| r.channels.clone()).unwrap_or_default();
     let mut heads: Vec<Vec<f32>> = channels.iter().map(|_| Vec::new()).collect();
@@ -229,7 +231,7 @@ pub(crate) fn stitch_all(
     patches: Vec<PatchPrediction>,
 ) -> super::reference::Canvas {
     let plan = params.plan.clone();
-    let mut stitcher = mtseg_stitch::Stitcher::new(params).expect("window fits");
+    let mut stitcher = Stitcher::new(params).expect("window fits");
     let mut rows = Vec::new();
     for p in patches {
         rows.extend(stitcher.push(p).expect("valid patch"));
@@ -237,4 +239,33 @@ pub(crate) fn stitch_all(
     let (rest, _) = stitcher.finish().expect("all patches arrived");
     rows.extend(rest);
     assemble(&plan, &rows)
+}
+
+/// The stitcher on its own thread, driven as the pipeline's stitch stage drives it: batches of
+/// patches from `input`, pushed with [`Stitcher::push_with`]; each item of final rows is written
+/// to `store` (when given) and sent on `output` as soon as it is made. Returns the counters and
+/// the finished store's path. On error both channel ends are dropped, so the producer's next
+/// `send` and the consumer's next `recv` fail.
+pub(crate) fn spawn_rows(
+    mut stitcher: Stitcher,
+    input: Receiver<Vec<PatchPrediction>>,
+    output: Sender<CanvasRows>,
+    mut store: Option<ProbabilityStore>,
+) -> JoinHandle<Result<(StitchMetrics, Option<PathBuf>), StitchError>> {
+    std::thread::spawn(move || {
+        let mut emit = |rows: CanvasRows| -> Result<(), StitchError> {
+            if let Some(store) = &mut store {
+                store.write_rows(&rows)?;
+            }
+            output.send(rows).map_err(|_| StitchError::OutputClosed)
+        };
+        for batch in &input {
+            for patch in batch {
+                stitcher.push_with(patch, &mut emit)?;
+            }
+        }
+        let metrics = stitcher.finish_with(&mut emit)?;
+        let path = store.map(ProbabilityStore::finish).transpose()?;
+        Ok((metrics, path))
+    })
 }

@@ -1,19 +1,16 @@
-//! Results are bytewise identical for any arrival order, batch size, channel capacity and with
-//! or without spill; and identical to the whole-canvas and TIAToolbox references.
+//! Results are bytewise identical for any arrival order, batch size, channel capacity and rows
+//! per item; and identical to the whole-canvas and TIAToolbox references.
 
 use std::collections::HashMap;
 
 use crossbeam_channel::bounded;
 use proptest::prelude::*;
 
-use mtseg_stitch::{
-    CanvasPlan, MemoryBudget, PatchPrediction, PredictionBatch, Size2, SpillConfig, StitchParams,
-    Stitcher, ZarrLayout, run_full_canvas_stage, spawn_rows_stage,
-};
+use mtseg_stitch::{CanvasPlan, MemoryBudget, PatchPrediction, Size2, StitchParams, Stitcher};
 
 use super::reference::{Canvas, tiatoolbox_stitch, whole_canvas_stitch};
 use super::strategies::{Case, arrival_order, case};
-use super::synthetic::{assemble, noisy_model, params, stitch_all};
+use super::synthetic::{assemble, noisy_model, params, spawn_rows, stitch_all};
 
 struct Problem {
     grid: super::synthetic::Grid,
@@ -53,7 +50,8 @@ fn in_order(p: &Problem, order: &[usize]) -> Vec<PatchPrediction> {
         .collect()
 }
 
-/// Run the rows stage on its thread with bounded channels; feed `patches` in batches.
+/// Run the stitcher on its thread with bounded channels; feed `patches` in batches. Each item
+/// gives its budget bytes back as it arrives (its values are kept).
 fn run_rows_threaded(
     params: StitchParams,
     patches: Vec<PatchPrediction>,
@@ -61,60 +59,31 @@ fn run_rows_threaded(
     batch: usize,
 ) -> Canvas {
     let plan = params.plan.clone();
-    let (in_tx, in_rx) = bounded::<PredictionBatch>(capacity);
+    let (in_tx, in_rx) = bounded::<Vec<PatchPrediction>>(capacity);
     let (out_tx, out_rx) = bounded(capacity);
-    let stage = spawn_rows_stage(Stitcher::new(params).unwrap(), in_rx, out_tx, None).unwrap();
+    let stage = spawn_rows(Stitcher::new(params).unwrap(), in_rx, out_tx, None);
     let producer = std::thread::spawn(move || {
         for chunk in patches.chunks(batch) {
-            in_tx.send(chunk.to_vec().into()).unwrap();
+            in_tx.send(chunk.to_vec()).unwrap();
         }
     });
-    let rows: Vec<_> = out_rx.iter().collect();
+    let rows: Vec<_> = out_rx
+        .iter()
+        .map(|mut rows| {
+            drop(rows.memory.take());
+            rows
+        })
+        .collect();
     producer.join().unwrap();
-    stage.join().unwrap();
+    stage.join().unwrap().unwrap();
     assemble(&plan, &rows)
-}
-
-/// Full-canvas mode under `budget`; spill store under `spill_dir`.
-fn run_full_canvas(
-    params: StitchParams,
-    patches: Vec<PatchPrediction>,
-    spill_dir: &std::path::Path,
-) -> (Canvas, bool) {
-    let [w, h] = params.plan.canvas_size();
-    let (tx, rx) = bounded::<PredictionBatch>(2);
-    let feeder = std::thread::spawn(move || {
-        for chunk in patches.chunks(3) {
-            tx.send(chunk.to_vec().into()).unwrap();
-        }
-    });
-    let spill = SpillConfig {
-        dir: spill_dir.to_path_buf(),
-        layout: ZarrLayout {
-            chunk: [4, 3],
-            shard_chunks_x: 2,
-            zstd_level: 1,
-        },
-    };
-    let (canvas, report) =
-        run_full_canvas_stage(Stitcher::new(params).unwrap(), &rx, spill, None).unwrap();
-    feeder.join().unwrap();
-    let region = canvas.read_region([0, 0, w, h]).unwrap();
-    let spilled = canvas.is_spilled();
-    assert_eq!(spilled, report.spilled_bytes > 0);
-    let result = Canvas {
-        size: [w, h],
-        origin: canvas.origin(),
-        heads: region.heads,
-    };
-    (result, spilled)
 }
 
 proptest! {
     #![proptest_config(super::strategies::config(24))]
 
     #[test]
-    fn identical_for_any_order_capacity_and_spill(
+    fn identical_for_any_order_capacity_and_rows_per_chunk(
         c in case(28, 7, false),
         capacity in 1usize..=4,
         batch in 1usize..=5,
@@ -135,36 +104,21 @@ proptest! {
         prop_assert!(shuffled.bits() == baseline.bits(), "full shuffle");
 
         let threaded = run_rows_threaded(unlimited().with_rows_per_chunk(rows_per_chunk), in_order(&p, &arrival_order(n, c.seed ^ 1, shuffle_window)), capacity, batch);
-        prop_assert!(threaded.bits() == baseline.bits(), "threaded stage");
+        prop_assert!(threaded.bits() == baseline.bits(), "threaded stitcher");
 
-        // Full canvas under a budget that holds the window, the spill buffer and the waiting
-        // patches, but not the canvas: it spills.
-        let spill_dir = tempfile::tempdir().unwrap();
-        let probe = unlimited();
-        let layout = ZarrLayout { chunk: [4, 3], shard_chunks_x: 2, zstd_level: 1 };
-        let spill_buffer = SpillConfig { dir: spill_dir.path().into(), layout }.buffer_bytes(p.plan.canvas_size(), &c.channels, p.plan.row_step());
+        // A budget that holds the window, the waiting patches and the rows in flight (the
+        // channel's, one being made, one in the consumer's hands), no more: the same bytes.
+        let probe = unlimited().with_rows_per_chunk(rows_per_chunk);
         let allowance = shuffle_window as u64 * probe.patch_bytes();
-        let leftover = spill_buffer;
-        let budget = MemoryBudget::with_bytes(probe.window_bytes() + allowance + leftover);
-        let tight = params(p.plan.clone(), c.output, &c.channels, budget.clone()).with_reorder_allowance(shuffle_window);
-        let (spilled_canvas, spilled) = run_full_canvas(tight, in_order(&p, &arrival_order(n, c.seed ^ 2, shuffle_window)), spill_dir.path());
-        let [w, h] = p.plan.canvas_size();
-        let canvas_bytes = (w * h * c.channels.iter().sum::<usize>() * 4) as u64;
-        prop_assert_eq!(spilled, canvas_bytes > leftover, "a canvas larger than the budget spills");
-        prop_assert!(spilled_canvas.bits() == baseline.bits(), "spilled full canvas");
+        let in_flight = (capacity as u64 + 2) * probe.chunk_bytes();
+        let budget = MemoryBudget::with_bytes(probe.window_bytes() + allowance + in_flight);
+        let tight = params(p.plan.clone(), c.output, &c.channels, budget.clone())
+            .with_rows_per_chunk(rows_per_chunk)
+            .with_reorder_allowance(shuffle_window);
+        let threaded = run_rows_threaded(tight, in_order(&p, &arrival_order(n, c.seed ^ 2, shuffle_window)), capacity, batch);
+        prop_assert!(threaded.bits() == baseline.bits(), "threaded stitcher, tight budget");
+        prop_assert!(budget.peak() <= budget.limit());
         prop_assert_eq!(budget.used(), 0, "every reservation is returned");
-        prop_assert_eq!(std::fs::read_dir(spill_dir.path()).unwrap().count(), 0, "spill data is removed");
-
-        // Room for two spill buffers (stitching and writing overlap): the same bytes.
-        let budget = MemoryBudget::with_bytes(probe.window_bytes() + allowance + 2 * spill_buffer);
-        let roomy = params(p.plan.clone(), c.output, &c.channels, budget.clone()).with_reorder_allowance(shuffle_window);
-        let (spilled_canvas, _) = run_full_canvas(roomy, in_order(&p, &arrival_order(n, c.seed ^ 3, shuffle_window)), spill_dir.path());
-        prop_assert!(spilled_canvas.bits() == baseline.bits(), "spilled full canvas, two buffers");
-        prop_assert_eq!(budget.used(), 0, "every reservation is returned");
-
-        let (ram_canvas, spilled) = run_full_canvas(unlimited(), in_order(&p, &(0..n).collect::<Vec<_>>()), spill_dir.path());
-        prop_assert!(!spilled);
-        prop_assert!(ram_canvas.bits() == baseline.bits(), "in-RAM full canvas");
     }
 
     #[test]
