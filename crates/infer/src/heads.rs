@@ -60,7 +60,7 @@ impl HeadOutputs {
     /// every forward, so a consumer can take [`HeadTensor::patch`] for each index.
     ///
     /// # Errors
-    /// [`InferError::BadOutput`] naming the head and the first patch without its values.
+    /// [`crate::InferError::BadOutput`] naming the head and the first patch without its values.
     pub fn check(
         &self,
         heads: &[HeadSpec],

@@ -19,7 +19,7 @@ pub type ModelFactory = Box<dyn FnOnce() -> Result<Box<dyn Model>, LoadError> + 
 /// Says how to build the run's model. The engine asks once per run (once per device), before
 /// the first slide, and the model then serves every slide: nothing slide-specific goes into it.
 /// (Test models that must know where a patch lies on the slide read it from each batch:
-/// [`mtseg_infer::BatchView::origins`].)
+/// [`mtseg_infer::BatchView::boxes`].)
 pub trait ModelProvider: Send + Sync {
     /// A factory that loads the model (called on the inference thread).
     ///
