@@ -119,36 +119,7 @@ fn saved_maps_are_the_canvas_padded_to_the_slide() {
     );
 
     // Values: the canvas at its origin, zeros elsewhere (never-written shards read as 0).
-    let fs = Arc::new(FilesystemStore::new(&path).unwrap());
-    let [ox, oy] = plan.origin().map(|v| v as usize);
-    let [w, h] = plan.canvas_size();
-    for (head, &c) in channels.iter().enumerate() {
-        let array = Array::open(fs.clone(), &format!("/probabilities/{head}")).unwrap();
-        let all: Vec<f32> = array
-            .retrieve_array_subset(&ArraySubset::new_with_ranges(&[
-                0..slide_h as u64,
-                0..slide_w as u64,
-                0..c as u64,
-            ]))
-            .unwrap();
-        for y in 0..slide_h {
-            for x in 0..slide_w {
-                for k in 0..c {
-                    let inside = (ox..ox + w).contains(&x) && (oy..oy + h).contains(&y);
-                    let expected = if inside {
-                        canvas.heads[head][((y - oy) * w + x - ox) * c + k]
-                    } else {
-                        0.0
-                    };
-                    assert_eq!(
-                        all[(y * slide_w + x) * c + k].to_bits(),
-                        expected.to_bits(),
-                        "({x}, {y}) head {head}"
-                    );
-                }
-            }
-        }
-    }
+    assert_store_holds_canvas(&path, &plan, &channels, &canvas.heads, [slide_w, slide_h]);
 
     // An existing output is not overwritten.
     let err = ProbabilityStore::create(
@@ -161,6 +132,39 @@ fn saved_maps_are_the_canvas_padded_to_the_slide() {
     )
     .unwrap_err();
     assert!(matches!(err, StitchError::OutputExists { .. }), "{err}");
+}
+
+/// Every head of the finished store at `path` is the canvas `heads` (per head, rows x width x
+/// channels) at the plan's origin and 0 elsewhere, bit for bit, over a slide of `size` (w, h).
+fn assert_store_holds_canvas(
+    path: &std::path::Path,
+    plan: &CanvasPlan,
+    channels: &[usize],
+    heads: &[Vec<f32>],
+    [slide_w, slide_h]: [usize; 2],
+) {
+    let [ox, oy] = plan.origin().map(|v| v as usize);
+    let [w, h] = plan.canvas_size();
+    for (head, &c) in channels.iter().enumerate() {
+        let all = read_head(path, head, c, [slide_w, slide_h]);
+        for y in 0..slide_h {
+            for x in 0..slide_w {
+                for k in 0..c {
+                    let inside = (ox..ox + w).contains(&x) && (oy..oy + h).contains(&y);
+                    let expected = if inside {
+                        heads[head][((y - oy) * w + x - ox) * c + k]
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(
+                        all[(y * slide_w + x) * c + k].to_bits(),
+                        expected.to_bits(),
+                        "({x}, {y}) head {head}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Read head `head` (channels `c`) of a finished store, slide-sized.
@@ -253,28 +257,13 @@ fn the_threaded_stitcher_saves_the_maps_under_a_tight_budget() {
 
     // The saved maps equal the in-memory stitch, padded to the slide.
     let canvas = stitch_all(probe, patches);
-    let [ox, oy] = plan.origin().map(|v| v as usize);
-    let [w, h] = plan.canvas_size();
-    for (head, &c) in channels.iter().enumerate() {
-        let all = read_head(&dir.path().join("rows.zarr"), head, c, [slide_w, slide_h]);
-        for y in 0..slide_h {
-            for x in 0..slide_w {
-                for k in 0..c {
-                    let inside = (ox..ox + w).contains(&x) && (oy..oy + h).contains(&y);
-                    let expected = if inside {
-                        canvas.heads[head][((y - oy) * w + x - ox) * c + k]
-                    } else {
-                        0.0
-                    };
-                    assert_eq!(
-                        all[(y * slide_w + x) * c + k].to_bits(),
-                        expected.to_bits(),
-                        "({x}, {y}) head {head}"
-                    );
-                }
-            }
-        }
-    }
+    assert_store_holds_canvas(
+        &dir.path().join("rows.zarr"),
+        &plan,
+        &channels,
+        &canvas.heads,
+        [slide_w, slide_h],
+    );
 }
 
 #[test]
