@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 
-use mtseg_stitch::{CanvasPlan, MemoryBudget, Size2};
+use mtseg_stitch::MemoryBudget;
 
 use super::strategies::case;
 use super::synthetic::{SyntheticSlide, identity_crop, params, stitch_all};
@@ -13,12 +13,7 @@ fn check_identity(c: &super::strategies::Case) -> Result<(), TestCaseError> {
     let slide = SyntheticSlide::new(c.slide[0], c.slide[1], 3, c.seed);
     let grid = c.grid();
     let selected = c.selected(&grid);
-    let plan = CanvasPlan::new(
-        &grid.output_boxes,
-        &selected,
-        Size2::new(c.slide[0] as u64, c.slide[1] as u64),
-    )
-    .expect("valid plan");
+    let plan = c.plan(&grid, &selected);
     let patches = selected
         .iter()
         .map(|&i| identity_crop(&slide, &grid, i, c.input, c.output, &c.channels))

@@ -22,12 +22,7 @@ struct Problem {
 fn problem(c: &Case) -> Problem {
     let grid = c.grid();
     let selected = c.selected(&grid);
-    let plan = CanvasPlan::new(
-        &grid.output_boxes,
-        &selected,
-        Size2::new(c.slide[0] as u64, c.slide[1] as u64),
-    )
-    .expect("valid plan");
+    let plan = c.plan(&grid, &selected);
     let patches = selected
         .iter()
         .map(|&i| (i, noisy_model(&grid, i, c.output, &c.channels, c.seed)))

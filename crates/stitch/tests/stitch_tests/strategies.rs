@@ -1,5 +1,6 @@
 //! Shared proptest strategies: random slides, patch shapes, strides and masks.
 
+use mtseg_stitch::{CanvasPlan, Size2};
 use proptest::prelude::*;
 
 use super::synthetic::{Grid, grid, hash};
@@ -33,6 +34,16 @@ pub(crate) enum MaskKind {
 impl Case {
     pub(crate) fn grid(&self) -> Grid {
         grid(self.slide, self.input, self.output, self.stride)
+    }
+
+    /// The canvas plan of `selected` patches of `grid` over this case's slide.
+    pub(crate) fn plan(&self, grid: &Grid, selected: &[usize]) -> CanvasPlan {
+        CanvasPlan::new(
+            &grid.output_boxes,
+            selected,
+            Size2::new(self.slide[0] as u64, self.slide[1] as u64),
+        )
+        .expect("valid plan")
     }
 
     /// The selected grid indices (never empty).
