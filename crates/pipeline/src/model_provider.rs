@@ -106,14 +106,13 @@ impl LoadedModel {
         Self { thread, forward }
     }
 
-    /// The thread, or the load error (shared by every slide that asks).
-    pub(crate) fn thread(&self) -> Result<&InferenceThread, Arc<LoadError>> {
-        self.thread.as_ref().map_err(Arc::clone)
-    }
-
     /// A session for one slide or one list of images.
     pub(crate) fn session(&self) -> Result<(BatchSender, Receiver<BatchResult>), ModelUnavailable> {
-        let t = self.thread().map_err(ModelUnavailable::Load)?;
+        // the load error is shared by every slide that asks
+        let t = self
+            .thread
+            .as_ref()
+            .map_err(|e| ModelUnavailable::Load(Arc::clone(e)))?;
         t.session().map_err(ModelUnavailable::Gone)
     }
 

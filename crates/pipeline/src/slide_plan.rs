@@ -42,21 +42,6 @@ pub enum PostprocPlan {
     },
 }
 
-impl PostprocPlan {
-    /// Post-processing calls in all (1 for the whole canvas, 0 for an empty one).
-    pub fn tiles(&self, canvas_empty: bool) -> usize {
-        match *self {
-            Self::FullCanvas => usize::from(!canvas_empty),
-            Self::Tiles {
-                full,
-                strips,
-                crosses,
-                ..
-            } => full + strips + crosses,
-        }
-    }
-}
-
 /// One output of a slide.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedOutput {
@@ -112,15 +97,10 @@ impl std::fmt::Debug for SlidePlan {
 }
 
 impl SlidePlan {
-    /// Post-processing calls the run will make (what its progress events count to).
+    /// Post-processing calls the run will make (what its progress events count to): the tiles
+    /// of the layout, or one per image in patch mode.
     pub fn postproc_tiles(&self) -> usize {
-        self.layout.as_ref().map_or_else(
-            || {
-                self.postproc
-                    .tiles(self.canvas.0 == 0 || self.canvas.1 == 0)
-            },
-            |l| l.tiles.len(),
-        )
+        self.layout.as_ref().map_or(1, |l| l.tiles.len())
     }
 
     /// The layout of a whole-slide run (None in patch mode).
