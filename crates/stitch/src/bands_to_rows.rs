@@ -75,6 +75,17 @@ impl RowAccumulator {
         }
     }
 
+    /// The accumulator started at canvas row `base` instead of 0 (a stitch resumed below the
+    /// top): the first band folded must start there.
+    pub(crate) fn starting_at(mut self, base: usize) -> Self {
+        debug_assert!(
+            self.open.is_empty() && self.filled == 0,
+            "a fresh accumulator"
+        );
+        self.base = base;
+        self
+    }
+
     /// Bytes the accumulator holds for these sizes, with at most `open_bands` open bands.
     pub(crate) fn byte_size(
         width: usize,

@@ -373,6 +373,71 @@ impl CanvasPlan {
             .unwrap_or(0)
     }
 
+    /// Check that stitching can start at canvas row `first_row` (see
+    /// [`crate::StitchParams::first_row`]): any row from 0 to the canvas height (the height
+    /// itself: nothing is left to stitch).
+    ///
+    /// # Errors
+    /// [`PlanError::FirstRowPastCanvas`] when `first_row` is past the canvas height.
+    pub fn check_first_row(&self, first_row: usize) -> Result<(), PlanError> {
+        if first_row > self.height() {
+            return Err(PlanError::FirstRowPastCanvas {
+                first_row,
+                height: self.height(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The first band a stitch started at canvas row `first_row` merges: the first band whose
+    /// bottom is below `first_row` (`y1 > first_row`), or [`CanvasPlan::bands`]`.len()` when
+    /// `first_row` is the canvas height (no row is left). Every band before it ends at or above
+    /// `first_row`.
+    ///
+    /// # Errors
+    /// As [`CanvasPlan::check_first_row`].
+    pub fn first_band_reaching(&self, first_row: usize) -> Result<usize, PlanError> {
+        self.check_first_row(first_row)?;
+        if first_row == self.height() {
+            return Ok(self.bands.len());
+        }
+        let y = first_row as i64;
+        Ok(self
+            .bands
+            .iter()
+            .position(|band| band.y1 > y)
+            .unwrap_or(self.bands.len()))
+    }
+
+    /// The merge rank of the first patch a stitch started at canvas row `first_row` needs: the
+    /// stitcher needs every selected patch from this rank on ([`CanvasPlan::patch_at_rank`]),
+    /// and ignores those before it. With every output box the same height (as
+    /// [`crate::StitchParams::new`] requires), these are exactly the selected patches whose
+    /// output box's bottom is below `first_row` (canvas `y1 > first_row`; slide
+    /// `y1 > first_row + origin y`), or none when `first_row` is the canvas height.
+    /// [`CanvasPlan::selected_count`] when none is needed; 0 for `first_row` 0.
+    ///
+    /// # Errors
+    /// As [`CanvasPlan::check_first_row`].
+    pub fn first_rank_reaching(&self, first_row: usize) -> Result<usize, PlanError> {
+        let band = self.first_band_reaching(first_row)?;
+        Ok(self.bands[..band].iter().map(|b| b.selected).sum())
+    }
+
+    /// The grid indices of the selected patches a stitch started at canvas row `first_row`
+    /// needs, in merge order (the order to push them in; the grid's row-major order for a
+    /// row-major grid): the patches of ranks from [`CanvasPlan::first_rank_reaching`] on.
+    ///
+    /// # Errors
+    /// As [`CanvasPlan::check_first_row`].
+    pub fn selected_reaching(&self, first_row: usize) -> Result<Vec<usize>, PlanError> {
+        let first = self.first_rank_reaching(first_row)?;
+        Ok(self.merge_order[first..]
+            .iter()
+            .map(|&pos| self.patches[pos as usize].grid_index)
+            .collect())
+    }
+
     /// The tallest band (rows a band buffer must hold).
     #[must_use]
     pub fn max_band_height(&self) -> usize {
@@ -470,6 +535,50 @@ pub(crate) mod tests {
         assert_eq!(plan.bands().len(), 5);
         assert_eq!(plan.max_band_overlap(), 10);
         assert_eq!(plan.max_bands_per_row(), 2);
+    }
+
+    #[test]
+    fn patches_needed_from_a_first_row() {
+        // As above: canvas rows 0..40, bands at 0, 10, 20, 30 (10 rows each); the selected
+        // patches 44 and 55 are in bands 1 and 2.
+        let boxes = grid(100, 100, 10, 10);
+        let plan = CanvasPlan::new(&boxes, &[55, 44], Size2::new(100, 100)).unwrap();
+        for (row, band, rank, needed) in [
+            (0, 0, 0, &[44, 55][..]),
+            (9, 0, 0, &[44, 55]),
+            (10, 1, 0, &[44, 55]),
+            (19, 1, 0, &[44, 55]),
+            (20, 2, 1, &[55]),
+            (30, 3, 2, &[]),
+            (39, 3, 2, &[]),
+            (40, 4, 2, &[]),
+        ] {
+            assert_eq!(plan.first_band_reaching(row).unwrap(), band, "row {row}");
+            assert_eq!(plan.first_rank_reaching(row).unwrap(), rank, "row {row}");
+            assert_eq!(plan.selected_reaching(row).unwrap(), needed, "row {row}");
+        }
+        let err = plan.first_rank_reaching(41).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PlanError::FirstRowPastCanvas {
+                    first_row: 41,
+                    height: 40
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("row 41"), "{err}");
+
+        // Overlapping bands (out 20, stride 10): a band that starts above row y is still
+        // needed while its bottom is below y.
+        let boxes = grid(100, 100, 20, 10);
+        let plan = CanvasPlan::new(&boxes, &[44], Size2::new(100, 100)).unwrap();
+        // Canvas rows 0..60, bands at 0, 10, .., 40; patch 44 (slide row 40) in band 2.
+        assert_eq!(plan.first_band_reaching(25).unwrap(), 1);
+        assert_eq!(plan.first_rank_reaching(39).unwrap(), 0);
+        assert_eq!(plan.selected_reaching(39).unwrap(), [44]);
+        assert!(plan.selected_reaching(40).unwrap().is_empty());
     }
 
     #[test]

@@ -45,7 +45,7 @@
 //!   and the slide size.
 //! - [`StitchParams`] (fixed) and [`Stitcher`] (running state): `push(patch) -> final rows`,
 //!   `push_with(patch, emit)` (rows handed out one by one, waiting for memory), `finish()` /
-//!   `finish_with(emit)`.
+//!   `finish_with(emit)`; [`StitchParams::with_first_row`] starts at a canvas row.
 //! - [`ProbabilityStore`]: the saved maps, written row by row as the stitcher hands them out.
 //! - [`MemoryBudget`] / [`MemoryReservation`] / [`HeldMemory`]: `[pipeline] memory_limit` and
 //!   what holds it.
@@ -70,6 +70,18 @@
 //!    still open move to the front of the accumulator. Rows past the canvas are dropped
 //!    (TIAToolbox's `clip_probabilities_to_shape`).
 //! 6. **Finish.** Every selected patch must have arrived; the rows of the last band come out.
+//!
+//! **Starting at a row** ([`StitchParams::first_row`], to resume a slide whose rows above were
+//! handled by a run that was killed): the rows from the first row `y` on are exactly those a
+//! stitcher started at 0 hands out. Their values depend only on the bands that cover them, and
+//! every band ending at or above `y` covers none of them: the stitcher starts at the first band
+//! whose bottom is below `y` ([`CanvasPlan::first_band_reaching`]) with its accumulator at that
+//! band's top, needs the selected patches from there on ([`CanvasPlan::selected_reaching`])
+//! and ignores earlier ones if they are pushed. The rows between that band's top and `y` are
+//! summed without the bands above them and dropped, never handed out nor reserved; rows from
+//! `y` on get the same sums of the same bands in the same order (a band's rows summed in place
+//! or apart give the same floats, as each sum starts from `+0.0`). A `y` in a gap between bands
+//! (stride larger than the patch) first hands out the gap's rows, zeros as in a full run.
 //!
 //! Any stride from 1 up works (TIAToolbox needs `out/2 <= stride <= out`, its issue #1071); with a
 //! stride larger than the output, the gaps are 0. Counts are `u32` (TIAToolbox's `uint8` would wrap

@@ -14,18 +14,20 @@ use crate::stitch_errors::StitchError;
 /// Canvas rows `y0 .. y1` that no later patch can touch, still in the accumulator.
 pub(crate) struct FinalRows<'a> {
     acc: &'a mut RowAccumulator,
+    y0: usize,
     y1: usize,
 }
 
 impl<'a> FinalRows<'a> {
-    /// Rows from the accumulator's base to `y1` (clipped by the caller).
-    pub(crate) fn new(acc: &'a mut RowAccumulator, y1: usize) -> Self {
-        Self { acc, y1 }
+    /// Rows `y0 .. y1` (`y0` at or below the accumulator's base, `y1` clipped by the caller).
+    pub(crate) fn new(acc: &'a mut RowAccumulator, y0: usize, y1: usize) -> Self {
+        debug_assert!(acc.base() <= y0, "rows above the base were handed out");
+        Self { acc, y0, y1 }
     }
 
-    /// First final row.
+    /// First final row to hand out.
     pub(crate) fn y0(&self) -> usize {
-        self.acc.base()
+        self.y0
     }
 
     /// One past the last final row.

@@ -60,6 +60,17 @@ pub enum PlanError {
         /// Number of grid patches.
         count: usize,
     },
+    /// Stitching was asked to start at a canvas row past the canvas.
+    #[error(
+        "cannot start stitching at canvas row {first_row}: the canvas has {height} rows \
+         (a start row is at most the canvas height)"
+    )]
+    FirstRowPastCanvas {
+        /// The requested first row.
+        first_row: usize,
+        /// Canvas height in rows.
+        height: usize,
+    },
     /// The patch output size or channel counts do not fit the plan.
     #[error("invalid stitch parameters: {reason}")]
     InvalidParams {

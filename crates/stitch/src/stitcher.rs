@@ -39,7 +39,7 @@ impl HeadSpec {
 /// [`StitchParams::new`] takes the plan, the patch output size, the heads and the budget, and
 /// checks that every planned box has the patch output size and that every head has at least one
 /// channel. The other fields have defaults: `reorder_allowance` 0, `rows_per_chunk` 0 (one
-/// [`CanvasRows`] per band step), `memory_wait` 60 s.
+/// [`CanvasRows`] per band step), `memory_wait` 60 s, `consumer_held` 0, `first_row` 0.
 #[derive(Debug, Clone)]
 pub struct StitchParams {
     /// The canvas and the merge order (from the grid, the mask selection and the slide size).
@@ -71,6 +71,22 @@ pub struct StitchParams {
     /// out in items small enough to fit next to it and the stitcher's own window, so a tight
     /// budget makes rows flow in finer steps instead of waiting for memory that never comes.
     pub consumer_held: u64,
+    /// The first canvas row to hand out (default 0: every row), to resume a slide whose rows
+    /// above it were handled by an earlier run. Checked by [`Stitcher::new`]: at most the
+    /// canvas height (the height itself hands out nothing).
+    ///
+    /// The rows from `first_row` on are the ones a stitcher started at 0 hands out, bit for bit
+    /// (the same values in the same summation order; the first item starts at `first_row`, so
+    /// items may be cut differently there); rows above it are never handed out nor reserved.
+    /// The caller must push every selected patch whose output box's bottom is below
+    /// `first_row` (canvas `y1 > first_row`), in the usual way (any order, merge order is
+    /// cheapest): [`CanvasPlan::selected_reaching`] lists them, and
+    /// [`CanvasPlan::first_rank_reaching`] is the first merge rank among them; none when
+    /// `first_row` is the canvas height. Selected patches that end at or above `first_row` may
+    /// be pushed too: they are ignored (not checked beyond their index, counted in
+    /// [`StitchMetrics::patches_skipped`]), so whole model batches can be pushed again.
+    /// A patch that straddles `first_row` contributes its rows from `first_row` on.
+    pub first_row: usize,
 }
 
 impl StitchParams {
@@ -125,6 +141,7 @@ impl StitchParams {
             rows_per_chunk: 0,
             memory_wait: Duration::from_secs(60),
             consumer_held: 0,
+            first_row: 0,
         })
     }
 
@@ -132,6 +149,13 @@ impl StitchParams {
     #[must_use]
     pub fn with_consumer_held(mut self, bytes: u64) -> Self {
         self.consumer_held = bytes;
+        self
+    }
+
+    /// Set [`StitchParams::first_row`] (checked by [`Stitcher::new`]).
+    #[must_use]
+    pub fn with_first_row(mut self, row: usize) -> Self {
+        self.first_row = row;
         self
     }
 
@@ -223,11 +247,13 @@ impl StitchParams {
 /// What the stitcher did, for progress, the run summary and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StitchMetrics {
-    /// Patches received.
+    /// Patches received and merged (or waiting to be), not counting skipped ones.
     pub patches_in: u64,
+    /// Patches received that end at or above [`StitchParams::first_row`] and were ignored.
+    pub patches_skipped: u64,
     /// Head blocks skipped because all their values were zero (TIAToolbox QUIRK 9.4).
     pub zero_blocks: u64,
-    /// Canvas rows emitted.
+    /// Canvas rows emitted (from [`StitchParams::first_row`] on).
     pub rows_out: u64,
     /// [`CanvasRows`] items emitted.
     pub row_chunks_out: u64,
@@ -248,6 +274,8 @@ pub struct Stitcher {
     // PROPERTIES
     params: StitchParams,
     channels: Vec<usize>,
+    /// Merge ranks below this end at or above `params.first_row`: their patches are ignored.
+    first_rank: usize,
 
     // STATE BUFFERS
     /// Merge rank of the next patch to merge.
@@ -272,11 +300,17 @@ pub struct Stitcher {
 }
 
 impl Stitcher {
-    /// Start stitching: reserves the window (one band and the open rows) from the budget.
+    /// Start stitching (at [`StitchParams::first_row`]): reserves the window (one band and the
+    /// open rows) from the budget.
     ///
     /// # Errors
-    /// [`StitchError::Memory`] when the window does not fit the budget.
+    /// [`StitchError::Plan`] with [`PlanError::FirstRowPastCanvas`] when the first row is past
+    /// the canvas height; [`StitchError::Memory`] when the window does not fit the budget.
     pub fn new(params: StitchParams) -> Result<Self, StitchError> {
+        // The first band whose rows reach the first row, and the first patch it needs: bands
+        // above end at or above the first row and are never built.
+        let first_band = params.plan.first_band_reaching(params.first_row)?;
+        let first_rank = params.plan.first_rank_reaching(params.first_row)?;
         let channels = params.channels();
         let window = params.budget.try_reserve(
             params.window_bytes(),
@@ -293,19 +327,26 @@ impl Stitcher {
         )?;
         let plan = &params.plan;
         let band = BandBuilder::new(plan.width(), &channels);
+        // The accumulator starts at the first band's top (0 for a first row of 0): rows between
+        // it and the first row are summed (without the bands above) but never handed out. When
+        // the first row lies in a gap between bands (a stride larger than the patch), it starts
+        // at the first row: the gap's rows, covered by no band, are handed out first.
+        let base = Self::band_top(plan, first_band).min(params.first_row);
         let rows = RowAccumulator::new(
             plan.width(),
             plan.max_band_height(),
             plan.height(),
             plan.origin(),
             &channels,
-        );
+        )
+        .starting_at(base);
         let mut stitcher = Self {
             params,
             channels,
-            next_rank: 0,
+            first_rank,
+            next_rank: first_rank,
             pending: BTreeMap::new(),
-            band_index: 0,
+            band_index: first_band,
             band_merged: 0,
             band,
             rows,
@@ -315,8 +356,18 @@ impl Stitcher {
             pending_bytes: 0,
             metrics: StitchMetrics::default(),
         };
-        stitcher.begin_band();
+        if base == Self::band_top(&stitcher.params.plan, first_band) {
+            stitcher.begin_band();
+        }
         Ok(stitcher)
+    }
+
+    /// The top row of band `index`, clipped to the canvas (the canvas height past the last).
+    fn band_top(plan: &CanvasPlan, index: usize) -> usize {
+        plan.bands()
+            .get(index)
+            .map_or(plan.height(), |band| band.y0 as usize)
+            .min(plan.height())
     }
 
     /// The parameters.
@@ -444,6 +495,16 @@ impl Stitcher {
     ) -> Result<(), StitchError> {
         if self.interrupted {
             return Err(StitchError::Interrupted);
+        }
+        if self
+            .params
+            .plan
+            .merge_rank(patch.index())
+            .is_some_and(|rank| rank < self.first_rank)
+        {
+            // Ends at or above the first row: not needed (see `StitchParams::first_row`).
+            self.metrics.patches_skipped += 1;
+            return Ok(());
         }
         let rank = self.check(&patch)?;
         if rank == self.next_rank {
@@ -649,6 +710,14 @@ impl Stitcher {
         &mut self,
         sink: &mut ReservingSink<'_, '_>,
     ) -> Result<(), StitchError> {
+        let top = Self::band_top(&self.params.plan, self.band_index);
+        if self.rows.base() < top {
+            // Only at the start of a stitch resumed in a gap between bands: the rows from the
+            // first row to the first band's top are covered by no band (zeros), and final.
+            let first_row = self.params.first_row;
+            hand_out(&mut self.rows, &mut self.metrics, first_row, top, sink)?;
+            self.begin_band();
+        }
         let bands = self.params.plan.bands();
         while let Some(band) = bands.get(self.band_index) {
             if self.band_merged < band.selected {
@@ -660,14 +729,8 @@ impl Stitcher {
                 .get(self.band_index + 1)
                 .map_or(usize::MAX, |b| b.y0 as usize);
             let end = self.rows.final_end(next_top);
-            let y0 = self.rows.base();
-            if end > y0 {
-                let taken = sink.take(&mut FinalRows::new(&mut self.rows, end))?;
-                self.metrics.waiting += taken.waited;
-                self.rows.release_until(end);
-                self.metrics.rows_out += (end - y0) as u64;
-                self.metrics.row_chunks_out += taken.items;
-            }
+            let first_row = self.params.first_row;
+            hand_out(&mut self.rows, &mut self.metrics, first_row, end, sink)?;
             self.band_index += 1;
             self.band_merged = 0;
             if let Some(next) = bands.get(self.band_index) {
@@ -687,6 +750,26 @@ impl Stitcher {
                 .begin(self.rows.filled(), self.rows.rows_in_canvas(height));
         }
     }
+}
+
+/// Hand the final rows from the accumulator's base to `end` to `sink`, but those above
+/// `first_row` (dropped), and release them from the accumulator.
+fn hand_out(
+    rows: &mut RowAccumulator,
+    metrics: &mut StitchMetrics,
+    first_row: usize,
+    end: usize,
+    sink: &mut ReservingSink<'_, '_>,
+) -> Result<(), StitchError> {
+    let y0 = rows.base().max(first_row);
+    if end > y0 {
+        let taken = sink.take(&mut FinalRows::new(rows, y0, end))?;
+        metrics.waiting += taken.waited;
+        metrics.rows_out += (end - y0) as u64;
+        metrics.row_chunks_out += taken.items;
+    }
+    rows.release_until(end);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! runs in seconds; raise them with `PROPTEST_CASES=256 cargo test -p mtseg-stitch`.
 
 mod stitch_tests {
+    pub(crate) mod first_row;
     pub(crate) mod identity_crop;
     pub(crate) mod order;
     pub(crate) mod probability_store;
