@@ -46,7 +46,9 @@
 //! - [`StitchParams`] (fixed) and [`Stitcher`] (running state): `push(patch) -> final rows`,
 //!   `push_with(patch, emit)` (rows handed out one by one, waiting for memory), `finish()` /
 //!   `finish_with(emit)`; [`StitchParams::with_first_row`] starts at a canvas row.
-//! - [`ProbabilityStore`]: the saved maps, written row by row as the stitcher hands them out.
+//! - [`ProbabilityStore`]: the saved maps, written row by row as the stitcher hands them out;
+//!   a store a killed run left is continued with [`ProbabilityStore::reopen`] from a row up to
+//!   its [`ProbabilityStore::durable_rows`].
 //! - [`MemoryBudget`] / [`MemoryReservation`] / [`HeldMemory`]: `[pipeline] memory_limit` and
 //!   what holds it.
 //!

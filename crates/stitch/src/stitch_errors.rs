@@ -168,6 +168,35 @@ pub enum StitchError {
         /// What was wrong, with the values.
         reason: String,
     },
+    /// A partial probability store cannot be continued from the row asked for: fewer of its
+    /// rows are on disk.
+    #[error(
+        "cannot continue the probability store {path} at canvas row {first_row}: its rows are on \
+         disk only up to row {durable_rows}; resume at or above that row"
+    )]
+    StoreBehind {
+        /// The store's final path.
+        path: PathBuf,
+        /// The row the stitch resumes at.
+        first_row: usize,
+        /// Canvas rows on disk.
+        durable_rows: usize,
+    },
+    /// A partial probability store was written for another canvas or other heads.
+    #[error(
+        "the partial probability store {path} was written for another slide or model: its \
+         {key} is {found}, expected {expected}"
+    )]
+    StoreMismatch {
+        /// The store's partial path.
+        path: PathBuf,
+        /// What differs (an attribute of `mtseg_stitch`, an array's shape).
+        key: String,
+        /// The value for this run.
+        expected: String,
+        /// The value in the store.
+        found: String,
+    },
     /// A Zarr store operation failed.
     #[error("zarr {action} failed at {path}: {source}")]
     Zarr {

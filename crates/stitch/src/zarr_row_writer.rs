@@ -6,6 +6,11 @@
 //! one `store_array_subset` per head. Every shard is therefore written exactly once, by that one
 //! thread: never two writers on one chunk, no read-modify-write of a finished shard.
 //! The saved probability maps (`ProbabilityStore`) write through it.
+//!
+//! After each shard row is written, the thread records how many canvas rows are on disk in a
+//! small progress file (`PROGRESS_FILE`, replaced by a rename, so it is never torn): a run
+//! that is killed leaves a store whose rows up to that count are complete, and a later run can
+//! continue it from there (`WriterStart`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,6 +58,73 @@ pub(crate) struct ArraySpec {
     pub(crate) channels: usize,
     /// User attributes of the array.
     pub(crate) attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The progress file in the store's directory: `{"durable_rows": n}`, the canvas rows whose
+/// shard rows were written completely (removed when the store is finished).
+pub(crate) const PROGRESS_FILE: &str = "mtseg_stitch_progress.json";
+
+/// Record that canvas rows `0 .. rows` are on disk: write the progress file `path` through a
+/// temporary file and a rename (atomic: a killed writer leaves the old or the new count).
+pub(crate) fn write_progress(path: &Path, rows: usize) -> Result<(), StitchError> {
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".tmp");
+    let temp = PathBuf::from(temp);
+    let io = |source| StitchError::Io {
+        action: "record the probability-map rows written",
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::write(
+        &temp,
+        serde_json::json!({ "durable_rows": rows }).to_string(),
+    )
+    .map_err(io)?;
+    std::fs::rename(&temp, path).map_err(io)
+}
+
+/// The rows recorded in the progress file `path`; `None` when there is none.
+pub(crate) fn read_progress(path: &Path) -> Result<Option<usize>, StitchError> {
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StitchError::Io {
+                action: "read the probability-map rows written",
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let rows = serde_json::from_slice::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("durable_rows").and_then(serde_json::Value::as_u64))
+        .and_then(|rows| usize::try_from(rows).ok());
+    match rows {
+        Some(rows) => Ok(Some(rows)),
+        None => Err(StitchError::Io {
+            action: "read the probability-map rows written",
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "expected {{\"durable_rows\": <rows>}}, found {:?}",
+                    String::from_utf8_lossy(&text)
+                ),
+            ),
+        }),
+    }
+}
+
+/// Where a writer starts: canvas row 0 for a new store; for a store continued after a killed
+/// run, the first row it will be given and the rows already on disk (a shard-row boundary, at
+/// least the first row), which it takes and drops.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct WriterStart {
+    /// The first canvas row pushed.
+    pub(crate) first_row: usize,
+    /// Canvas rows `0 .. on_disk` are in the arrays already.
+    pub(crate) on_disk: usize,
 }
 
 /// Where the canvas sits in the arrays.
@@ -121,11 +193,13 @@ struct WriterShared {
     arrays: Vec<Array<FilesystemStore>>,
     channels: Vec<usize>,
     geometry: WriterGeometry,
+    /// The progress file, updated after each block.
+    progress: PathBuf,
 }
 
 impl WriterShared {
-    /// Store the block's rows (full canvas width) of every head.
-    fn write_block(&self, block: &RowBlock) -> Result<(), StitchError> {
+    /// Store the block's rows (full canvas width) of every head; the canvas row after them.
+    fn write_block(&self, block: &RowBlock) -> Result<usize, StitchError> {
         let [ox, oy] = self.geometry.offset;
         let width = self.geometry.canvas_size[0];
         let rows = match (block.heads.first(), self.channels.first()) {
@@ -150,7 +224,7 @@ impl WriterShared {
                     )
                 })?;
         }
-        Ok(())
+        Ok(block.y0 + rows)
     }
 }
 
@@ -161,7 +235,8 @@ fn run_writer(
     free: &Sender<RowBlock>,
 ) -> Result<(), StitchError> {
     for mut block in jobs {
-        shared.write_block(&block)?;
+        let end = shared.write_block(&block)?;
+        write_progress(&shared.progress, end)?;
         block.heads.iter_mut().for_each(Vec::clear);
         // The writer may have been dropped meanwhile; the buffer is then simply freed.
         let _ = free.send(block);
@@ -183,6 +258,8 @@ pub(crate) struct ZarrRowWriter {
     shard_height: u64,
     /// Canvas rows received so far (the next row expected).
     next_y: usize,
+    /// Rows above this are on disk already (a continued store): taken and dropped.
+    on_disk: usize,
     /// The block being filled.
     current: Option<RowBlock>,
     /// Blocks allocated so far, at most `slots`.
@@ -196,15 +273,17 @@ pub(crate) struct ZarrRowWriter {
 }
 
 impl ZarrRowWriter {
-    /// A writer for `arrays` (as made by [`create_arrays`]); `reservation` holds one
-    /// [`ZarrRowWriter::buffer_bytes`] or more (as many buffers as it pays for are used, at most
-    /// two).
+    /// A writer for `arrays` (as made by [`create_arrays`]) starting at `start`, recording its
+    /// progress in `progress`; `reservation` holds one [`ZarrRowWriter::buffer_bytes`] or more
+    /// (as many buffers as it pays for are used, at most two).
     pub(crate) fn new(
         store_path: PathBuf,
         arrays: Vec<Array<FilesystemStore>>,
         channels: Vec<usize>,
         geometry: WriterGeometry,
         reservation: MemoryReservation,
+        progress: PathBuf,
+        start: WriterStart,
     ) -> Result<Self, StitchError> {
         let shard_height = arrays
             .first()
@@ -218,6 +297,7 @@ impl ZarrRowWriter {
             arrays,
             channels,
             geometry,
+            progress,
         });
         let (jobs_tx, jobs_rx) = bounded::<RowBlock>(MAX_BLOCKS);
         let (free_tx, free_rx) = bounded::<RowBlock>(MAX_BLOCKS);
@@ -233,7 +313,8 @@ impl ZarrRowWriter {
         Ok(Self {
             shared,
             shard_height,
-            next_y: 0,
+            next_y: start.first_row,
+            on_disk: start.on_disk,
             current: None,
             made: 0,
             slots,
@@ -252,7 +333,12 @@ impl ZarrRowWriter {
         channels: &[usize],
     ) -> u64 {
         let rows = layout.chunk[0].clamp(1, array_height.max(1));
-        rows * (width * channels.iter().sum::<usize>() * 4) as u64
+        Self::shard_row_bytes(rows, width, channels)
+    }
+
+    /// Bytes of one row buffer for shards `shard_height` rows high.
+    pub(crate) fn shard_row_bytes(shard_height: u64, width: usize, channels: &[usize]) -> u64 {
+        shard_height * (width * channels.iter().sum::<usize>() * 4) as u64
     }
 
     /// Add the next rows (they must follow the rows before), copying them.
@@ -276,7 +362,9 @@ impl ZarrRowWriter {
                 ),
             });
         }
-        let mut y = rows.y0;
+        // Rows of a continued store that are on disk already are not written again.
+        let mut y = rows.y0.max(self.on_disk.min(rows.y1()));
+        self.next_y = y;
         while y < rows.y1() {
             let mut block = match self.current.take() {
                 Some(block) => block,

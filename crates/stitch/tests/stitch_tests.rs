@@ -9,6 +9,7 @@ mod stitch_tests {
     pub(crate) mod order;
     pub(crate) mod probability_store;
     pub(crate) mod reference;
+    pub(crate) mod resumed_store;
     pub(crate) mod strategies;
     pub(crate) mod synthetic;
     pub(crate) mod threaded;

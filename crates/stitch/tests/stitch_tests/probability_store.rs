@@ -141,12 +141,24 @@ fn assert_store_holds_canvas(
     plan: &CanvasPlan,
     channels: &[usize],
     heads: &[Vec<f32>],
+    size: [usize; 2],
+) {
+    assert_arrays_hold_canvas(path, "/probabilities/", plan, channels, heads, size);
+}
+
+/// As [`assert_store_holds_canvas`], with the arrays at `<prefix><head index>` in the store.
+pub(crate) fn assert_arrays_hold_canvas(
+    path: &std::path::Path,
+    prefix: &str,
+    plan: &CanvasPlan,
+    channels: &[usize],
+    heads: &[Vec<f32>],
     [slide_w, slide_h]: [usize; 2],
 ) {
     let [ox, oy] = plan.origin().map(|v| v as usize);
     let [w, h] = plan.canvas_size();
     for (head, &c) in channels.iter().enumerate() {
-        let all = read_head(path, head, c, [slide_w, slide_h]);
+        let all = read_array(path, &format!("{prefix}{head}"), c, [slide_w, slide_h]);
         for y in 0..slide_h {
             for x in 0..slide_w {
                 for k in 0..c {
@@ -167,10 +179,10 @@ fn assert_store_holds_canvas(
     }
 }
 
-/// Read head `head` (channels `c`) of a finished store, slide-sized.
-fn read_head(path: &std::path::Path, head: usize, c: usize, size: [usize; 2]) -> Vec<f32> {
+/// Read the array `array_path` (channels `c`) of a finished store, slide-sized.
+fn read_array(path: &std::path::Path, array_path: &str, c: usize, size: [usize; 2]) -> Vec<f32> {
     let fs = Arc::new(FilesystemStore::new(path).unwrap());
-    let array = Array::open(fs, &format!("/probabilities/{head}")).unwrap();
+    let array = Array::open(fs, array_path).unwrap();
     array
         .retrieve_array_subset(&ArraySubset::new_with_ranges(&[
             0..size[1] as u64,
