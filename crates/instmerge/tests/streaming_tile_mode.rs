@@ -114,22 +114,7 @@ fn streaming_equals_whole_canvas_tile_mode_on_hgsc_nest() -> Result<()> {
 fn random_blobs_stream_like_the_whole_canvas() -> Result<()> {
     // a deterministic pseudo-random field of small square nuclei on a 300 x 260 canvas
     let (h, w) = (260usize, 300usize);
-    let mut labels = vec![0i32; h * w];
-    let mut s = 12345u64;
-    let mut next = || {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (s >> 33) as usize
-    };
-    for id in 1..=120 {
-        let (x, y, r) = (next() % (w - 8), next() % (h - 8), 4 + next() % 5);
-        for yy in y..(y + r).min(h) {
-            for xx in x..(x + r).min(w) {
-                labels[yy * w + xx] = id;
-            }
-        }
-    }
+    let labels = canvases::random_blob_labels(h, w, 120, 4..9, 12345);
     let t = render_hovernet_targets(&labels, None, h, w, 1.0)?;
     let m = Maps {
         h,
