@@ -76,6 +76,13 @@ impl<T> PendingIndex<T> {
         (self.tree.size() > 0).then(|| self.tree.root().envelope().lower()[1])
     }
 
+    /// The pending instances, in id order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Pending<T>> {
+        self.order
+            .iter()
+            .filter_map(|(_, slot)| self.slots.get(slot))
+    }
+
     /// Adds an instance (`p.waits > 0`).
     pub(crate) fn insert(&mut self, p: Pending<T>) {
         let slot = self.next_slot;

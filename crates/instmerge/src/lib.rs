@@ -80,6 +80,48 @@
 //! the merge costs `O(k log n)` for `k` instances; TIAToolbox rebuilds an STRtree over all
 //! accumulated instances for every cross tile (`O(N)` each).
 //!
+//! # Checkpoint and resume
+//!
+//! A whole-slide run killed half way need not start again: between two `push_rows` calls,
+//! [`StreamingTileMode::checkpoint`] gives a [`MergeCheckpoint`] (serde, JSON-exact; the
+//! instances held and one byte per tile, no map rows), and [`StreamingTileMode::resume`],
+//! given the same arguments as `new`, continues from [`MergeCheckpoint::resume_row`] and hands
+//! out exactly what the first driver would have. A checkpoint of another run (canvas, layout,
+//! margin, maps, compat, np/hv parameters) is refused ([`MergeError::CheckpointMismatch`]).
+//! [`StreamingTileMode`] documents what a checkpoint holds and costs.
+//!
+//! ```
+//! use mtseg_instmerge::{MergeCheckpoint, RowChunk, StreamingTileMode, TiaToolboxCompat};
+//! use mtseg_postproc::{NpHvParams, render_hovernet_targets};
+//! use mtseg_tiling::{Size2, tile_layout};
+//! // two 12 x 12 nuclei on a 96 x 96 canvas, tiles of 48, margin 12
+//! let (h, w) = (96, 96);
+//! let mut labels = vec![0; h * w];
+//! for y in 3..15 { for x in 2..14 { labels[y * w + x] = 1; } }
+//! for y in 60..72 { for x in 42..54 { labels[y * w + x] = 2; } }
+//! let t = render_hovernet_targets(&labels, None, h, w, 1.0)?;
+//! let rows = |y0: usize, n: usize| RowChunk {
+//!     y0, rows: n, np: &t.np[y0 * w..(y0 + n) * w], hv: &t.hv[2 * y0 * w..2 * (y0 + n) * w],
+//!     tp: None, ls: None,
+//! };
+//! let size = Size2::new(w as u64, h as u64);
+//! let tiles = tile_layout(size, 48, 12, |_| true)?;
+//! let (np_hv, compat, maps) = (NpHvParams::hovernet(), TiaToolboxCompat::OFF, [false, false]);
+//! let mut first = StreamingTileMode::new(size, tiles.clone(), 12, np_hv, compat, maps)?;
+//! let mut out = first.push_rows(rows(0, 50))?.nuclei;
+//! assert_eq!(out.len(), 1); // the first nucleus is final and handed out
+//! let json = serde_json::to_string(&first.checkpoint())?;
+//! drop(first); // the process is killed
+//! let checkpoint: MergeCheckpoint = serde_json::from_str(&json)?;
+//! let y = checkpoint.resume_row(); // rows from here on are fed again
+//! let mut second = StreamingTileMode::resume(size, tiles, 12, np_hv, compat, maps, checkpoint)?;
+//! out.extend(second.push_rows(rows(y, h - y))?.nuclei);
+//! out.extend(second.finish()?.nuclei);
+//! let boxes: Vec<_> = out.iter().map(|n| (n.id, n.item.bbox)).collect();
+//! assert_eq!(boxes, vec![(1, [2, 3, 14, 15]), (2, [42, 60, 54, 72])]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Differences from TIAToolbox (each switchable with [`TiaToolboxCompat`])
 //!
 //! * **Lost edge nuclei.** A strip side on the image border has flag 0, so TIAToolbox tests it
@@ -128,12 +170,14 @@ mod cross_lines;
 mod id_order;
 mod instance_index;
 mod margin_rules;
+mod merge_checkpoint;
 mod merge_errors;
 mod streaming_tile_mode;
 mod tiatoolbox_compat;
 mod tile_merge;
 mod tile_mode;
 
+pub use merge_checkpoint::MergeCheckpoint;
 pub use merge_errors::MergeError;
 pub use streaming_tile_mode::{RowChunk, StreamedInstances, StreamingTileMode};
 pub use tiatoolbox_compat::TiaToolboxCompat;

@@ -2,6 +2,7 @@
 
 use mtseg_postproc::PostprocError;
 use mtseg_tiling::GridError;
+use mtseg_types::HeadKind;
 
 /// Why a merge or a tile-mode run failed.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +102,36 @@ pub enum MergeError {
     /// The tile layout could not be built.
     #[error("tile layout: {0}")]
     Layout(#[from] GridError),
+    /// A checkpoint given to `StreamingTileMode::resume` that was taken for another run (or
+    /// written in another checkpoint format).
+    #[error("the checkpoint does not fit this run: {what}")]
+    CheckpointMismatch {
+        /// What differs, with both values (canvas size, tile layout, margin, maps, TIAToolbox
+        /// compat, np/hv parameters, format).
+        what: String,
+    },
+    /// A checkpoint whose content the driver could not have reached (edited or damaged).
+    #[error("the checkpoint is inconsistent: {what}")]
+    CheckpointInvalid {
+        /// The first inconsistency found.
+        what: String,
+    },
+    /// A row chunk built from head maps without the np or hv map.
+    #[error("the row chunk from row {y0} has no {} map (the streaming driver needs np and hv)", .head.name())]
+    MissingHead {
+        /// The head missing.
+        head: HeadKind,
+        /// The chunk's first canvas row.
+        y0: usize,
+    },
+    /// A row chunk built from head maps with one head twice.
+    #[error("the row chunk from row {y0} has the {} map twice", .head.name())]
+    HeadTwice {
+        /// The head given twice.
+        head: HeadKind,
+        /// The chunk's first canvas row.
+        y0: usize,
+    },
     /// Post-processing a tile failed.
     #[error("post-processing the tile at {bounds:?}: {source}")]
     Postproc {

@@ -2,10 +2,15 @@
 //! instances out as soon as their tiles are post-processed and merged. It holds a window of
 //! rows, not the canvas: the rows from the top of the first tile still to process to the last
 //! row received.
+//!
+//! Checkpoint and resume: [`StreamingTileMode::checkpoint`] / [`StreamingTileMode::resume`],
+//! documented on the type.
 
 use mtseg_postproc::{LayerRegion, NpHvParams, NucleusInstance};
 use mtseg_tiling::{PostprocTile, Size2};
+use mtseg_types::HeadKind;
 
+use crate::merge_checkpoint::{FORMAT, MergeCheckpoint, RunFingerprint};
 use crate::merge_errors::MergeError;
 use crate::tiatoolbox_compat::TiaToolboxCompat;
 use crate::tile_merge::{MergeStats, MergedItem, TileMerger};
@@ -28,6 +33,46 @@ pub struct RowChunk<'a> {
     pub ls: Option<&'a [f32]>,
 }
 
+impl<'a> RowChunk<'a> {
+    /// The chunk of `rows` canvas rows from row `y0` whose maps are `heads`, keyed by head in
+    /// any order (np and hv required, tp and ls optional), as the stitcher hands them out.
+    /// The map lengths are checked by [`StreamingTileMode::push_rows`].
+    ///
+    /// # Errors
+    /// [`MergeError::MissingHead`] naming np or hv when it is absent;
+    /// [`MergeError::HeadTwice`] when a head is given twice.
+    pub fn from_heads(
+        y0: usize,
+        rows: usize,
+        heads: &[(HeadKind, &'a [f32])],
+    ) -> Result<Self, MergeError> {
+        let mut maps: [Option<&'a [f32]>; 4] = [None; 4];
+        for &(head, map) in heads {
+            let slot = match head {
+                HeadKind::Np => &mut maps[0],
+                HeadKind::Hv => &mut maps[1],
+                HeadKind::Tp => &mut maps[2],
+                HeadKind::Ls => &mut maps[3],
+            };
+            if slot.replace(map).is_some() {
+                return Err(MergeError::HeadTwice { head, y0 });
+            }
+        }
+        let [np, hv, tp, ls] = maps;
+        let required = |head: HeadKind, map: Option<&'a [f32]>| {
+            map.ok_or(MergeError::MissingHead { head, y0 })
+        };
+        Ok(Self {
+            y0,
+            rows,
+            np: required(HeadKind::Np, np)?,
+            hv: required(HeadKind::Hv, hv)?,
+            tp,
+            ls,
+        })
+    }
+}
+
 /// What one call of [`StreamingTileMode::push_rows`] (or `finish`) hands out.
 #[derive(Debug, Default)]
 pub struct StreamedInstances {
@@ -45,6 +90,34 @@ pub struct StreamedInstances {
 ///
 /// The instances and ids are exactly those of [`crate::tile_mode`] on the whole canvas with the
 /// same layout, whatever the row chunking (`tests/streaming_tile_mode.rs`).
+///
+/// # Checkpoint and resume
+///
+/// Between two `push_rows` calls, [`checkpoint`](Self::checkpoint) copies the driver's state
+/// into a [`MergeCheckpoint`]: how many tiles (in the driver's order, by end row) are
+/// post-processed, the state of each merger (which tiles are in and whether they had
+/// instances, the instances still held, the next id, the counters) and the window's first row
+/// ([`MergeCheckpoint::resume_row`], the smallest top of the tiles still to process). The
+/// window's rows are left out: every tile that needs them is still to process, so the resumed
+/// driver reads them again. [`resume`](Self::resume) builds a driver from the same
+/// arguments as `new`, checks that the checkpoint's fingerprint of those arguments matches
+/// ([`MergeError::CheckpointMismatch`] otherwise) and that its state is one the driver could
+/// have reached ([`MergeError::CheckpointInvalid`]), and puts the state back; its `push_rows`
+/// then starts at `resume_row`. Whatever the chunking of the rows from there on, what it hands
+/// out (instances, ids, `first_open_row`, `tiles_done`) continues exactly what the
+/// uninterrupted driver hands out after the checkpoint; fed the rows up to the last one the
+/// uninterrupted driver had received in one chunk (it hands out nothing for them), then the
+/// same chunks, it gives the same results call by call.
+///
+/// Cost: taking a checkpoint clones the instances held, one tile row of them plus those on
+/// the margin lines of crosses still to come (what [`MergeStats::peak_held`] bounds), and
+/// writes one character per tile per merger. No map rows: as JSON a checkpoint is a few
+/// hundred bytes per instance held plus about two bytes per tile, against
+/// [`row_bytes`](Self::row_bytes) per window row for the rows it leaves out. The
+/// price of resuming is reading the window's rows again (at most
+/// [`max_window_rows`](Self::max_window_rows)) and post-processing nothing twice:
+/// the tiles done before the checkpoint are not redone. Instances handed out before the
+/// checkpoint are not in it; the caller keeps (or has written) them.
 #[derive(Debug)]
 pub struct StreamingTileMode {
     width: usize,
@@ -64,6 +137,8 @@ pub struct StreamingTileMode {
     layer_cut: LayerCut,
     layers: Option<TileMerger<LayerRegion>>,
     peak_window_rows: usize,
+    /// The arguments of `new`, as a checkpoint records and `resume` checks them.
+    run: RunFingerprint,
 }
 
 impl StreamingTileMode {
@@ -81,6 +156,7 @@ impl StreamingTileMode {
         compat: TiaToolboxCompat,
         maps: [bool; 2],
     ) -> Result<Self, MergeError> {
+        let run = RunFingerprint::new(canvas, &tiles, margin, &np_hv, compat, maps);
         let [width, height] = canvas.to_usize();
         let [has_tp, has_ls] = maps;
         let end_row = |t: &PostprocTile| t.bounds[3].clamp(0, height as i64) as usize;
@@ -106,7 +182,116 @@ impl StreamingTileMode {
             layer_cut,
             layers,
             peak_window_rows: 0,
+            run,
         })
+    }
+
+    /// A driver that continues where the one that took `checkpoint` stopped. The arguments
+    /// are those of [`new`](Self::new) and must be the ones that driver was built with.
+    /// Feed it rows from [`MergeCheckpoint::resume_row`] on, in any chunking; what it hands
+    /// out continues exactly what the first driver handed out up to the checkpoint (see
+    /// [`StreamingTileMode`]).
+    ///
+    /// # Errors
+    /// As [`new`](Self::new); [`MergeError::CheckpointMismatch`] naming what differs when the
+    /// checkpoint was taken with another canvas size, tile layout, margin, maps, compat or
+    /// np/hv parameters (or in another checkpoint format); [`MergeError::CheckpointInvalid`]
+    /// when its state is not one the driver could have reached (an edited or damaged
+    /// checkpoint).
+    pub fn resume(
+        canvas: Size2,
+        tiles: Vec<PostprocTile>,
+        margin: u64,
+        np_hv: NpHvParams,
+        compat: TiaToolboxCompat,
+        maps: [bool; 2],
+        checkpoint: MergeCheckpoint,
+    ) -> Result<Self, MergeError> {
+        let mut d = Self::new(canvas, tiles, margin, np_hv, compat, maps)?;
+        checkpoint.check_fits(&d.run)?;
+        let MergeCheckpoint {
+            tiles_done,
+            resume_row,
+            peak_window_rows,
+            nuclei,
+            layers,
+            ..
+        } = checkpoint;
+        let invalid = |what: String| MergeError::CheckpointInvalid { what };
+        if tiles_done > d.tiles.len() {
+            return Err(invalid(format!(
+                "{tiles_done} tiles done of a layout of {}",
+                d.tiles.len()
+            )));
+        }
+        if resume_row > d.height {
+            return Err(invalid(format!(
+                "resume row {resume_row} is past the canvas height {}",
+                d.height
+            )));
+        }
+        if let Some(&i) = d.order[tiles_done..]
+            .iter()
+            .find(|&&i| d.top_row(i) < resume_row)
+        {
+            return Err(invalid(format!(
+                "resume row {resume_row} is below the top of tile {i} at {:?}, still to process",
+                d.tiles[i].bounds
+            )));
+        }
+        d.nuclei.restore(nuclei, "nuclei")?;
+        match (&mut d.layers, layers) {
+            (Some(m), Some(state)) => m.restore(state, "layers")?,
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(invalid(
+                    "the layer merger state is missing but this run has layers".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "a layer merger state is present but this run has no layers".into(),
+                ));
+            }
+        }
+        let mut done = vec![false; d.tiles.len()];
+        for &i in &d.order[..tiles_done] {
+            done[i] = true;
+        }
+        let out_of_step = |i: usize| {
+            d.nuclei.has_arrived(i) != done[i]
+                || d.layers
+                    .as_ref()
+                    .is_some_and(|m| m.has_arrived(i) != done[i])
+        };
+        if let Some(i) = (0..d.tiles.len()).find(|&i| out_of_step(i)) {
+            return Err(invalid(format!(
+                "tile {i} is {} in the mergers but {} by the driver ({tiles_done} tiles done)",
+                if done[i] { "not merged" } else { "merged" },
+                if done[i] { "done" } else { "still to do" },
+            )));
+        }
+        d.next = tiles_done;
+        d.window_y0 = resume_row;
+        d.rows_in = resume_row;
+        d.peak_window_rows = peak_window_rows;
+        Ok(d)
+    }
+
+    /// The driver's state now, without the rows of its window, to continue with
+    /// [`resume`](Self::resume) after the process is gone (see [`StreamingTileMode`] for what
+    /// it holds and costs). Take it between `push_rows` calls; rows from
+    /// [`MergeCheckpoint::resume_row`] on must be fed again to the resumed driver.
+    pub fn checkpoint(&self) -> MergeCheckpoint {
+        MergeCheckpoint {
+            format: FORMAT,
+            run: self.run.clone(),
+            tiles_done: self.next,
+            resume_row: self.window_y0,
+            peak_window_rows: self.peak_window_rows,
+            nuclei: self.nuclei.state(),
+            layers: self.layers.as_ref().map(TileMerger::state),
+        }
     }
 
     /// The number of tiles of the layout.
@@ -211,6 +396,10 @@ impl StreamingTileMode {
         self.tiles[tile].bounds[3].clamp(0, self.height as i64) as usize
     }
 
+    fn top_row(&self, tile: usize) -> usize {
+        self.tiles[tile].bounds[1].clamp(0, self.height as i64) as usize
+    }
+
     fn process_ready(&mut self) -> Result<StreamedInstances, MergeError> {
         let mut out = StreamedInstances::default();
         let ready_end = self.order[self.next..]
@@ -247,8 +436,11 @@ impl StreamingTileMode {
                 }
             }
             out.tiles_done += part.len();
+            // per part: after an error in a later part, the driver (and a checkpoint of it)
+            // still records exactly the tiles merged
+            self.next += part.len();
         }
-        self.next = ready_end;
+        debug_assert_eq!(self.next, ready_end);
         out.nuclei = self.nuclei.drain_final();
         if let Some(m) = &mut self.layers {
             out.layers = m.drain_final();
@@ -256,7 +448,7 @@ impl StreamingTileMode {
         // drop the rows no tile still to come needs
         let keep_from = self.order[self.next..]
             .iter()
-            .map(|&i| self.tiles[i].bounds[1].clamp(0, self.height as i64) as usize)
+            .map(|&i| self.top_row(i))
             .min()
             .unwrap_or(self.rows_in)
             .max(self.window_y0);

@@ -1,9 +1,14 @@
 //! The streaming, order-independent merge of per-tile instances ([`TileMerger`]).
 
+mod merger_state;
+
+pub(crate) use merger_state::MergerState;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use mtseg_postproc::{LayerRegion, NucleusInstance};
 use mtseg_tiling::{PostprocTile, TileSet};
+use serde::{Deserialize, Serialize};
 
 use crate::cross_lines::CrossLines;
 use crate::id_order::OrderKey;
@@ -50,8 +55,10 @@ impl MergeItem for LayerRegion {
     }
 }
 
-/// One final instance with its id.
-#[derive(Debug, Clone, PartialEq)]
+/// One final instance with its id. Serialises with serde (e.g. one JSON line per instance);
+/// through `serde_json` it round-trips exactly, floats included (the workspace enables
+/// `serde_json`'s `float_roundtrip`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MergedItem<T> {
     /// 1-based, contiguous, in row-major order of [`MergeItem::position`] (y, then x, then tile
     /// index and index within the tile for exact ties); 0 is left for background.
@@ -63,7 +70,7 @@ pub struct MergedItem<T> {
 }
 
 /// Counters of one merge.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MergeStats {
     /// Tiles pushed.
     pub tiles: usize,
@@ -228,27 +235,14 @@ impl<T: MergeItem> TileMerger<T> {
         if self.arrived[tile_index].is_some() {
             return Err(MergeError::TileTwice { index: tile_index });
         }
-        let b = tile.bounds;
         for (index, it) in items.iter().enumerate() {
-            let [x, y] = it.position();
-            let bb = it.merge_box();
-            let inside =
-                x >= b[0] as f64 && x <= b[2] as f64 && y >= b[1] as f64 && y <= b[3] as f64;
-            if !inside || bb[2] <= bb[0] || bb[3] <= bb[1] {
-                return Err(MergeError::InstanceOutsideTile {
-                    tile: tile_index,
-                    bounds: b,
-                    index,
-                    position: [x, y],
-                    bbox: bb,
-                });
-            }
+            check_inside(&tile, tile_index, index, it)?;
         }
         let nonempty = !items.is_empty();
         self.stats.tiles += 1;
         self.stats.instances_in += items.len();
         self.arrived[tile_index] = Some(nonempty);
-        self.unarrived_tops.remove(&(b[1], tile_index));
+        self.unarrived_tops.remove(&(tile.bounds[1], tile_index));
         for (index, item) in items.into_iter().enumerate() {
             if !self.apply_rules {
                 let key = OrderKey::new(item.position(), tile_index, index);
@@ -332,6 +326,30 @@ impl<T: MergeItem> TileMerger<T> {
         debug_assert_eq!(self.pending.len(), 0);
         Ok(self.drain_final())
     }
+}
+
+/// [`MergeError::InstanceOutsideTile`] unless `item` (number `index` of tile `tile_index`) has a
+/// non-empty box and its position inside the tile.
+fn check_inside<T: MergeItem>(
+    tile: &PostprocTile,
+    tile_index: usize,
+    index: usize,
+    item: &T,
+) -> Result<(), MergeError> {
+    let b = tile.bounds;
+    let [x, y] = item.position();
+    let bb = item.merge_box();
+    let inside = x >= b[0] as f64 && x <= b[2] as f64 && y >= b[1] as f64 && y <= b[3] as f64;
+    if !inside || bb[2] <= bb[0] || bb[3] <= bb[1] {
+        return Err(MergeError::InstanceOutsideTile {
+            tile: tile_index,
+            bounds: b,
+            index,
+            position: [x, y],
+            bbox: bb,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -114,22 +114,7 @@ fn streaming_equals_whole_canvas_tile_mode_on_hgsc_nest() -> Result<()> {
 fn random_blobs_stream_like_the_whole_canvas() -> Result<()> {
     // a deterministic pseudo-random field of small square nuclei on a 300 x 260 canvas
     let (h, w) = (260usize, 300usize);
-    let mut labels = vec![0i32; h * w];
-    let mut s = 12345u64;
-    let mut next = || {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (s >> 33) as usize
-    };
-    for id in 1..=120 {
-        let (x, y, r) = (next() % (w - 8), next() % (h - 8), 4 + next() % 5);
-        for yy in y..(y + r).min(h) {
-            for xx in x..(x + r).min(w) {
-                labels[yy * w + xx] = id;
-            }
-        }
-    }
+    let labels = canvases::random_blob_labels(h, w, 120, 4..9, 12345);
     let t = render_hovernet_targets(&labels, None, h, w, 1.0)?;
     let m = Maps {
         h,
@@ -174,5 +159,55 @@ fn rows_out_of_order_are_an_error() -> Result<()> {
     d.push_rows(chunk(0))?;
     let e = d.finish().unwrap_err();
     assert!(e.to_string().contains("out of order"), "{e}");
+    Ok(())
+}
+
+#[test]
+fn row_chunks_from_head_maps_in_any_order() -> Result<()> {
+    use mtseg_instmerge::MergeError;
+    use mtseg_types::HeadKind::{Hv, Ls, Np, Tp};
+    // two rows of a 3 px wide canvas
+    let (np, hv, tp) = (vec![0.5f32; 6], vec![0.25f32; 12], vec![1f32; 6]);
+    let c = RowChunk::from_heads(4, 2, &[(Tp, &tp), (Hv, &hv), (Np, &np)])?;
+    assert_eq!((c.y0, c.rows), (4, 2));
+    assert!(std::ptr::eq(c.np, &np[..]) && std::ptr::eq(c.hv, &hv[..]));
+    assert!(c.tp.is_some_and(|t| std::ptr::eq(t, &tp[..])) && c.ls.is_none());
+    let c = RowChunk::from_heads(0, 2, &[(Np, &np), (Ls, &tp), (Hv, &hv)])?;
+    assert!(c.ls.is_some_and(|l| std::ptr::eq(l, &tp[..])) && c.tp.is_none());
+
+    let e = RowChunk::from_heads(4, 2, &[(Hv, &hv), (Tp, &tp)]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the row chunk from row 4 has no np map (the streaming driver needs np and hv)"
+    );
+    let e = RowChunk::from_heads(4, 2, &[(Np, &np), (Tp, &tp)]).unwrap_err();
+    assert!(
+        matches!(e, MergeError::MissingHead { head: Hv, y0: 4 }),
+        "{e}"
+    );
+    let e = RowChunk::from_heads(4, 2, &[(Np, &np), (Hv, &hv), (Np, &np)]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the row chunk from row 4 has the np map twice"
+    );
+
+    // the driver takes it as it takes a chunk built field by field
+    let canvas = Size2::new(3, 2);
+    let tiles = tile_layout(canvas, 10, 0, |_| true)?;
+    let p = TileModeParams::new(10, 0);
+    let mut d = StreamingTileMode::new(
+        canvas,
+        tiles,
+        0,
+        p.np_hv,
+        TiaToolboxCompat::OFF,
+        [true, false],
+    )?;
+    let got = d.push_rows(RowChunk::from_heads(
+        0,
+        2,
+        &[(Np, &np), (Hv, &hv), (Tp, &tp)],
+    )?)?;
+    assert_eq!(got.tiles_done, 1);
     Ok(())
 }

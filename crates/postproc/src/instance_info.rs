@@ -1,6 +1,7 @@
 //! Per-instance records: TIAToolbox's `HoVerNet.get_instance_info`.
 
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::PostprocError;
 use crate::canvas::{check_len, check_size, round_class_id};
@@ -9,7 +10,9 @@ use crate::contours::{ChainApprox, ContourTracer};
 /// One nucleus, as one entry of TIAToolbox's `info_dict`. Coordinates are `(x, y)` pixels of the
 /// processing resolution plus the `offset` given (the canvas/tile origin);
 /// [`translate`](Self::translate) moves them (the pipeline moves final nuclei to the slide frame).
-#[derive(Debug, Clone, PartialEq)]
+/// Serialises with serde (field names as here); through `serde_json` with its `float_roundtrip`
+/// feature (on in this workspace) the floats read back bit for bit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NucleusInstance {
     /// Label of the instance in the label map (not offset).
     pub label: i32,

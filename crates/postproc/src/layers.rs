@@ -1,5 +1,7 @@
 //! HoVer-Net+ tissue layers: TIAToolbox's `HoVerNetPlus._proc_ls` and `_get_layer_info`.
 
+use serde::{Deserialize, Serialize};
+
 use crate::PostprocError;
 use crate::canvas::{check_len, check_size, round_class_id};
 use crate::contours::{ChainApprox, ContourTracer};
@@ -13,7 +15,8 @@ pub const MIN_EPITHELIUM_AREA: usize = 20_000;
 pub const LAYER_KERNEL_SIZE: usize = 20;
 
 /// One layer polygon: one entry of TIAToolbox's layer `info_dict` (keys are `index + 1`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialises with serde (field names as here).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRegion {
     /// `[x0, y0, x1, y1]` (max exclusive) of *all* pixels of this class, + offset (TIAToolbox
     /// computes one box per class and gives it to each of the class's polygons).

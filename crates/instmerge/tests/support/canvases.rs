@@ -30,6 +30,60 @@ pub fn hgsc_nest() -> Result<(HoverNetTargets, Vec<i32>)> {
     ))
 }
 
+/// A deterministic pseudo-random field of `count` square nuclei with sides in `sides` (later
+/// ones drawn over earlier ones) on an `h x w` label map (`h`, `w` > 8), from `seed`. Sides
+/// under about 10 px mostly give no watershed marker with HoVer-Net's constants (21 px Sobel,
+/// markers of at least 10 px), so no instance.
+pub fn random_blob_labels(
+    h: usize,
+    w: usize,
+    count: i32,
+    sides: std::ops::Range<usize>,
+    seed: u64,
+) -> Vec<i32> {
+    let mut labels = vec![0i32; h * w];
+    let mut s = seed;
+    let mut next = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 33) as usize
+    };
+    for id in 1..=count {
+        let (x, y) = (next() % (w - 8), next() % (h - 8));
+        let r = sides.start + next() % sides.len().max(1);
+        for yy in y..(y + r).min(h) {
+            for xx in x..(x + r).min(w) {
+                labels[yy * w + xx] = id;
+            }
+        }
+    }
+    labels
+}
+
+/// A HoVer-Net+ layer-id map (`h x w`, argmax ids as floats): class 1 tissue with a few
+/// rectangles of classes 0 to 3 drawn over it (background holes, epithelium, keratin), from
+/// `seed`.
+pub fn random_layer_ids(h: usize, w: usize, seed: u64) -> Vec<f32> {
+    let mut ls = vec![1f32; h * w];
+    let mut s = seed | 1;
+    let mut next = |n: usize| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s % n as u64) as usize
+    };
+    for _ in 0..1 + next(5) {
+        let (x0, y0) = (next(w), next(h));
+        let (x1, y1) = ((x0 + 10 + next(w)).min(w), (y0 + 10 + next(h)).min(h));
+        let class = next(4) as f32;
+        for y in y0..y1 {
+            ls[y * w + x0..y * w + x1].fill(class);
+        }
+    }
+    ls
+}
+
 /// A crop `[x0, y0, x1, y1)` of a label map.
 pub fn crop_labels(labels: &[i32], width: usize, r: [usize; 4]) -> Vec<i32> {
     (r[1]..r[3])
