@@ -15,7 +15,7 @@ pub enum SlideOrigin {
     Slides,
     /// A row of an `[input] manifest` file.
     Manifest {
-        /// The manifest file (as the config names it, joined to nothing).
+        /// The manifest file, as `[input] manifest` names it.
         file: PathBuf,
         /// 1-based line of the row (of its first line, for a CSV row with a quoted line break).
         line: usize,
