@@ -28,7 +28,7 @@ pub(crate) fn run(cfg: &RunConfig) -> Exit {
             }
             Err(e) => {
                 failed += 1;
-                println!("slide {}\n  FAILED: {e}", slide.display());
+                println!("slide {}\n  FAILED: {e}", slide.path.display());
             }
         }
     }

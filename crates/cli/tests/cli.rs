@@ -185,3 +185,43 @@ fn plain_image_needs_an_mpp_and_patch_mode_checks_sizes() {
         text(&o).0
     );
 }
+
+#[test]
+fn dry_run_applies_each_csv_manifest_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let nest = root().join("data/hgsc_nest.jpg");
+    let cmu = root().join("data/cmu_small_region.svs");
+    // Row 2 gives the plain image its mpp, no mask and a stem; row 3 lists it again without an
+    // mpp (so it cannot be planned); row 4 uses [input]'s values.
+    std::fs::write(
+        dir.path().join("cohort.csv"),
+        format!(
+            "slide,mpp,mask,stem\n\"{}\",0.5,none,nest-a\n\"{}\",,,nest-b\n\"{}\",,,\n",
+            nest.display(),
+            nest.display(),
+            cmu.display()
+        ),
+    )
+    .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[model]\npreset = \"hovernet_fast-pannuke\"\n[input]\nmanifest = \"{}\"\n[output]\ndir = \"{}\"\nformats = [\"annotationstore\"]\n",
+            dir.path().join("cohort.csv").display(),
+            dir.path().join("out").display()
+        ),
+    );
+    let o = run(&["--config", cfg.to_str().unwrap(), "--dry-run"]);
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    let plans: Vec<&str> = out.split("\nslide ").skip(1).collect();
+    assert_eq!(plans.len(), 3, "{out}");
+    assert!(plans[0].contains("at 0.25 mpp: 3000 x 3000 px"), "{out}");
+    assert!(plans[0].contains("tissue mask: none\n"), "{out}");
+    assert!(plans[0].contains("out/nest-a.db"), "{out}");
+    assert!(plans[1].contains("FAILED"), "{out}");
+    assert!(plans[1].contains("give [input] mpp"), "{out}");
+    assert!(plans[2].contains("tissue mask: auto (Otsu"), "{out}");
+    assert!(plans[2].contains("out/cmu_small_region.db"), "{out}");
+    assert!(out.contains("2 of 3 slides can be processed"), "{out}");
+}

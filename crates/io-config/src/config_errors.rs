@@ -45,7 +45,7 @@ pub enum ConfigError {
     },
     /// The file is not valid TOML, has an unknown key, or a value of the wrong type.
     Invalid {
-        /// The config file (or manifest) the problem is in.
+        /// The config file the problem is in.
         path: PathBuf,
         /// Where, when known.
         location: Option<Location>,
@@ -55,6 +55,18 @@ pub enum ConfigError {
         message: String,
         /// A suggestion such as the closest valid key.
         hint: Option<String>,
+    },
+    /// A row of an `[input] manifest` file is wrong.
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// 1-based line of the row (its first line, for a CSV row with a quoted line break).
+        line: usize,
+        /// The CSV column the problem is in (`slide`, `mask`, `mpp`, `stem`, or the unknown
+        /// name of a header field), when it is one column's.
+        column: Option<String>,
+        /// What is wrong, in lower case.
+        message: String,
     },
 }
 
@@ -87,15 +99,25 @@ impl ConfigError {
     pub fn key(&self) -> Option<&str> {
         match self {
             Self::Invalid { key, .. } => key.as_deref(),
+            Self::Read { .. } | Self::Manifest { .. } => None,
+        }
+    }
+
+    /// The 1-based line the error is about (in the config, or the manifest for
+    /// [`ConfigError::Manifest`]), if known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            Self::Invalid { location, .. } => location.as_ref().map(|l| l.line),
+            Self::Manifest { line, .. } => Some(*line),
             Self::Read { .. } => None,
         }
     }
 
-    /// The 1-based line the error is about, if known.
-    pub fn line(&self) -> Option<usize> {
+    /// The manifest column a [`ConfigError::Manifest`] error is about, if it is one column's.
+    pub fn manifest_column(&self) -> Option<&str> {
         match self {
-            Self::Invalid { location, .. } => location.as_ref().map(|l| l.line),
-            Self::Read { .. } => None,
+            Self::Manifest { column, .. } => column.as_deref(),
+            Self::Read { .. } | Self::Invalid { .. } => None,
         }
     }
 }
@@ -126,6 +148,18 @@ impl fmt::Display for ConfigError {
                     write!(f, "\n  hint: {hint}")?;
                 }
                 Ok(())
+            }
+            Self::Manifest {
+                path,
+                line,
+                column,
+                message,
+            } => {
+                write!(f, "{}:{line}: ", path.display())?;
+                if let Some(column) = column {
+                    write!(f, "column `{column}`: ")?;
+                }
+                write!(f, "{message}")
             }
         }
     }

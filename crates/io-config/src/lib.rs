@@ -12,6 +12,13 @@
 //! - [`preset`] gives the IO configs of TIAToolbox's five pretrained HoVer-Net models
 //!   ([`PRESET_NAMES`]); `[model] preset = "..."` fills architecture, shapes and class names, and
 //!   any `[io]` key overrides the preset.
+//! - `[input]` lists every input as a [`SlideInput`]: `slides` entries, then the rows of a
+//!   `manifest` file, a plain list of paths or a CSV whose rows may give a slide its own mask,
+//!   mpp and output stem (grammar and errors: `configs/hovernet.toml`; a bad row names the
+//!   manifest's line and column, [`ConfigError::Manifest`]).
+//! - A [`Shard`] (`"i/N"`: `[input] shard`, the CLI's `--shard`, or a Slurm job array's
+//!   variables, [`Shard::from_slurm_env`]) picks every N-th input ([`InputConfig::shard_slides`],
+//!   precedence in [`InputConfig::choose_shard`]); the config itself always keeps every input.
 //! - Impossible shapes (stride larger than the output patch, output larger than the input, a tile
 //!   smaller than a patch, a margin wider than half a tile) are rejected here, before any work.
 //! - Values are resolved into the shared types of `mtseg-types` (re-exported here): the
@@ -42,8 +49,11 @@
 //! - Relative paths in the config are resolved against the current directory (as a shell would),
 //!   not the config's directory; entries of a `manifest` file are resolved against the manifest's
 //!   directory, so a manifest can sit beside its slides.
-//! - A glob that matches nothing is a config error; a plain path that does not exist is not: it is
-//!   reported as a failed slide at run time and the other slides still run.
+//! - A glob in `slides` that matches nothing is a config error (in a manifest it adds nothing);
+//!   a plain path that does not exist is not: it is reported as a failed slide at run time and
+//!   the other slides still run.
+//! - Shards are round robin (input k goes to shard k % N), not contiguous blocks: shard sizes
+//!   differ by at most one, and a cohort sorted by size or site is spread over all shards.
 //! - Shapes are written in the config as one number or TIAToolbox's `[height, width]`, and held
 //!   as [`Size2`] (width, height), the axis order of every stage.
 //! - The raw serde layer keeps the source span of every checked value, so semantic errors found
@@ -51,12 +61,16 @@
 #![forbid(unsafe_code)]
 
 mod config_errors;
+mod input_slides;
+mod manifest;
 mod model_io;
 mod presets;
 mod raw_config;
 mod run_config;
+mod shard;
 
 pub use config_errors::{ConfigError, Location};
+pub use input_slides::{SlideInput, SlideOrigin};
 pub use model_io::{ModelIo, ResolutionSpec};
 /// The shared vocabulary the config resolves into, re-exported so that callers need one import.
 pub use mtseg_types::{Architecture, Device, HeadKind, HeadSpec, MemoryLimit, Precision, Size2};
@@ -65,3 +79,4 @@ pub use run_config::{
     BackendChoice, InputConfig, InputMode, Interpolation, MaskRuleChoice, MaskSpec, ModelConfig,
     OutputConfig, OutputFormat, PipelineConfig, RunConfig,
 };
+pub use shard::{Shard, ShardChoice, ShardError, ShardSource};

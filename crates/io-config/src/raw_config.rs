@@ -75,6 +75,7 @@ pub(crate) struct RawInput {
     pub(crate) mask_rule: Option<Spanned<String>>,
     pub(crate) mpp: Option<Spanned<f64>>,
     pub(crate) backend: Option<Spanned<String>>,
+    pub(crate) shard: Option<Spanned<String>>,
 }
 
 /// `[output]`.
@@ -98,6 +99,9 @@ pub(crate) struct RawPipeline {
     pub(crate) queue_capacity: Option<Spanned<i64>>,
     pub(crate) threads: Option<Spanned<i64>>,
     pub(crate) read_workers: Option<Spanned<i64>>,
+    pub(crate) workers: Option<Spanned<i64>>,
+    pub(crate) checkpoint: Option<bool>,
+    pub(crate) checkpoint_every_s: Option<Spanned<f64>>,
 }
 
 /// The keys each table accepts, for "did you mean" hints.
@@ -135,6 +139,7 @@ pub(crate) fn keys_of(table: Option<&str>) -> &'static [&'static str] {
             "mask_rule",
             "mpp",
             "backend",
+            "shard",
         ],
         Some("output") => &[
             "dir",
@@ -145,7 +150,15 @@ pub(crate) fn keys_of(table: Option<&str>) -> &'static [&'static str] {
             "gzip_geojson",
             "overlay",
         ],
-        Some("pipeline") => &["memory_limit", "queue_capacity", "threads", "read_workers"],
+        Some("pipeline") => &[
+            "memory_limit",
+            "queue_capacity",
+            "threads",
+            "read_workers",
+            "workers",
+            "checkpoint",
+            "checkpoint_every_s",
+        ],
         Some(_) => &[],
     }
 }

@@ -4,15 +4,19 @@
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toml::Spanned;
 
 use mtseg_types::{Architecture, Device, HeadKind, HeadSpec, MemoryLimit, Precision, Size2};
 
 use crate::config_errors::{ConfigError, Location, backticked, closest, table_at};
+use crate::input_slides::SlideInput;
+use crate::manifest::parse_manifest;
 use crate::model_io::{ModelIo, ResolutionSpec};
 use crate::presets::{PRESET_NAMES, preset};
 use crate::raw_config::{RawConfig, RawResolution, RawShape, keys_of};
+use crate::shard::Shard;
 
 /// How patches are resampled when the processing resolution differs from a pyramid level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +48,8 @@ pub enum MaskSpec {
     Auto,
     /// No mask: every patch is processed.
     None,
-    /// A mask image per slide; `{stem}` in the pattern is replaced by the slide's file stem.
+    /// A mask image per slide; `{stem}` in the pattern is replaced by the slide's stem
+    /// ([`SlideInput::stem`]).
     Path(String),
 }
 
@@ -118,16 +123,21 @@ pub struct ModelConfig {
 pub struct InputConfig {
     /// WSI or patch mode.
     pub mode: InputMode,
-    /// Input files, globs and manifest expanded, in the order given.
-    pub slides: Vec<PathBuf>,
-    /// Tissue mask choice.
+    /// Every input: `slides` then the manifest's rows, globs expanded, in the order given.
+    /// All of them, whatever the shard ([`InputConfig::shard_slides`] picks a shard's).
+    pub slides: Vec<SlideInput>,
+    /// Tissue mask choice (a manifest's `mask` cell overrides it: [`InputConfig::mask_for`]).
     pub mask: MaskSpec,
     /// How patches are matched against the mask.
     pub mask_rule: MaskRuleChoice,
-    /// Microns per pixel of plain images that carry no resolution.
+    /// Microns per pixel of plain images that carry no resolution (a manifest's `mpp` cell
+    /// overrides it: [`InputConfig::mpp_for`]).
     pub mpp: Option<f64>,
     /// Reader choice.
     pub backend: BackendChoice,
+    /// `shard = "i/N"`: run only the slides of this shard (the CLI's `--shard` wins over it;
+    /// see [`InputConfig::choose_shard`]).
+    pub shard: Option<Shard>,
 }
 
 /// `[output]`, resolved.
@@ -161,6 +171,14 @@ pub struct PipelineConfig {
     pub threads: u32,
     /// Parallel patch readers (0 = automatic).
     pub read_workers: u32,
+    /// Model workers on this node (`workers`; 0, the default, = one per device of
+    /// `[model] device`).
+    pub workers: u32,
+    /// Whether a slide's run writes resume checkpoints (`checkpoint`, default true).
+    pub checkpoint: bool,
+    /// Time between resume checkpoints inside a slide (`checkpoint_every_s`, seconds >= 0,
+    /// default 30 s); zero = at every post-processing band. Unused when `checkpoint` is false.
+    pub checkpoint_every: Duration,
 }
 
 /// A checked run config.
@@ -871,7 +889,8 @@ impl Resolver<'_> {
         let mut slides = Vec::new();
         if let Some(list) = &ri.slides {
             for entry in list.get_ref() {
-                slides.extend(self.expand(entry, list, "input.slides")?);
+                let found = self.expand(entry, list, "input.slides")?;
+                slides.extend(found.into_iter().map(SlideInput::new));
             }
         }
         if let Some(m) = &ri.manifest {
@@ -883,30 +902,7 @@ impl Resolver<'_> {
                     format!("cannot read manifest {}: {e}", manifest.display()),
                 )
             })?;
-            let dir = manifest.parent().unwrap_or(Path::new(""));
-            for (n, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                let p = dir.join(line);
-                if is_glob(line) {
-                    let found =
-                        glob_paths(&p.to_string_lossy()).map_err(|e| ConfigError::Invalid {
-                            path: manifest.clone(),
-                            location: Some(Location {
-                                line: n + 1,
-                                column: 1,
-                            }),
-                            key: None,
-                            message: e,
-                            hint: None,
-                        })?;
-                    slides.extend(found);
-                } else {
-                    slides.push(p);
-                }
-            }
+            slides.extend(parse_manifest(&manifest, &text)?);
         }
         if ri.slides.is_none() && ri.manifest.is_none() {
             return Err(self.missing(
@@ -965,6 +961,15 @@ impl Resolver<'_> {
             )?,
             None => BackendChoice::Auto,
         };
+        let shard = ri
+            .shard
+            .as_ref()
+            .map(|t| {
+                t.get_ref()
+                    .parse::<Shard>()
+                    .map_err(|e| self.err(t, "input.shard", e.to_string()))
+            })
+            .transpose()?;
         Ok(InputConfig {
             mode,
             slides,
@@ -972,6 +977,7 @@ impl Resolver<'_> {
             mask_rule,
             mpp,
             backend,
+            shard,
         })
     }
 
@@ -1057,6 +1063,22 @@ impl Resolver<'_> {
             Some(q) => self.positive(q, "pipeline.queue_capacity")?,
             None => 8,
         };
+        let checkpoint_every = match &rp.checkpoint_every_s {
+            Some(v) => {
+                let s = *v.get_ref();
+                let key = "pipeline.checkpoint_every_s";
+                if s.is_nan() || s < 0.0 {
+                    return Err(self.err(
+                        v,
+                        key,
+                        format!("must be zero or a positive number of seconds, got {s}"),
+                    ));
+                }
+                Duration::try_from_secs_f64(s)
+                    .map_err(|_| self.err(v, key, format!("{s} seconds is too long")))?
+            }
+            None => Duration::from_secs(30),
+        };
         Ok(PipelineConfig {
             memory_limit,
             queue_capacity: NonZeroU32::new(queue_capacity).expect("positive() returns > 0"),
@@ -1072,15 +1094,25 @@ impl Resolver<'_> {
                 .map(|t| self.non_negative(t, "pipeline.read_workers"))
                 .transpose()?
                 .unwrap_or(0),
+            workers: rp
+                .workers
+                .as_ref()
+                .map(|t| self.non_negative(t, "pipeline.workers"))
+                .transpose()?
+                .unwrap_or(0),
+            checkpoint: rp.checkpoint.unwrap_or(true),
+            checkpoint_every,
         })
     }
 }
 
-fn is_glob(s: &str) -> bool {
+/// Whether a slide entry is a glob pattern (it holds `*`, `?` or `[`).
+pub(crate) fn is_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
-fn glob_paths(pattern: &str) -> Result<Vec<PathBuf>, String> {
+/// The files `pattern` matches, sorted.
+pub(crate) fn glob_paths(pattern: &str) -> Result<Vec<PathBuf>, String> {
     let paths = glob::glob(pattern).map_err(|e| format!("bad glob pattern `{pattern}`: {e}"))?;
     let mut out: Vec<PathBuf> = paths
         .filter_map(Result::ok)

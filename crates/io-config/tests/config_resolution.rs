@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use mtseg_io_config::{
     Architecture, Device, HeadKind, HeadSpec, InputMode, Interpolation, MaskSpec, MemoryLimit,
-    OutputFormat, Precision, ResolutionSpec, RunConfig, Size2,
+    OutputFormat, Precision, ResolutionSpec, RunConfig, Size2, SlideInput, SlideOrigin,
 };
 
 #[test]
@@ -56,7 +56,7 @@ fn preset_values_apply_and_any_io_key_overrides_them() {
     assert_eq!(cfg.interpolation, Interpolation::TiaToolbox);
     assert_eq!(
         cfg.input.slides,
-        vec![PathBuf::from("x.svs"), PathBuf::from("y.tif")]
+        vec![SlideInput::new("x.svs"), SlideInput::new("y.tif")]
     );
     assert_eq!(cfg.input.mask, MaskSpec::Path("masks/{stem}.png".into()));
     assert_eq!(cfg.pipeline.memory_limit, MemoryLimit::Bytes(2 << 30));
@@ -136,12 +136,19 @@ fn manifest_entries_are_relative_to_the_manifest() {
         manifest.display()
     );
     let cfg = RunConfig::from_toml(&toml, Path::new("c.toml")).unwrap();
+    let entry = |path: &str, line| SlideInput {
+        origin: SlideOrigin::Manifest {
+            file: manifest.clone(),
+            line,
+        },
+        ..SlideInput::new(dir.path().join(path))
+    };
     assert_eq!(
         cfg.input.slides,
         vec![
-            dir.path().join("slides/a.svs"),
-            dir.path().join("slides/b.svs"),
-            dir.path().join("other/c.tif")
+            entry("slides/a.svs", 2),
+            entry("slides/b.svs", 2),
+            entry("other/c.tif", 4)
         ]
     );
 }

@@ -128,7 +128,8 @@ impl<'a> Engine<'a> {
         match (cfg.input.mode, &model) {
             (_, None) => {}
             (InputMode::Wsi, Some(model)) => {
-                for (index, path) in slides.iter().enumerate() {
+                for (index, slide) in slides.iter().enumerate() {
+                    let path = &slide.path;
                     let result = if self.cancel.load(Ordering::Relaxed) {
                         Err(SlideError::Cancelled {
                             slide: path.clone(),
@@ -137,6 +138,7 @@ impl<'a> Engine<'a> {
                         run_wsi_slide(&SlideJob {
                             cfg,
                             index,
+                            slide,
                             path,
                             provenance: &provenance,
                             model,

@@ -2,10 +2,10 @@
 //! `<stem>_<task>.db` per task for multi-task models (HoVer-Net+), likewise `.geojson`; one
 //! `<stem>.zarr` per slide for all tasks.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use mtseg_export::{Format, Task};
-use mtseg_io_config::{Architecture, HeadKind, OutputFormat, RunConfig};
+use mtseg_io_config::{Architecture, HeadKind, OutputFormat, RunConfig, SlideInput};
 
 /// The tasks a model produces, in TIAToolbox's order.
 pub(crate) fn tasks(arch: &Architecture) -> Vec<Task> {
@@ -27,19 +27,12 @@ pub(crate) fn export_format(f: OutputFormat) -> Format {
     }
 }
 
-/// The file stem of a slide (its file name without the last extension).
-pub(crate) fn slide_stem(slide: &Path) -> String {
-    slide
-        .file_stem()
-        .map_or_else(|| "slide".to_string(), |s| s.to_string_lossy().into_owned())
-}
-
 /// Every output of `slide` as the export crate takes them, `(task, format, final path)`, in
 /// format order: one file per task for `.db` and GeoJSON (`<stem>.<ext>` for a single task,
 /// `<stem>_<task>.<ext>` for several), one `<stem>.zarr` store for all tasks (listed once per
-/// task).
-pub(crate) fn output_files(cfg: &RunConfig, slide: &Path) -> Vec<(Task, Format, PathBuf)> {
-    let stem = slide_stem(slide);
+/// task). The stem is the slide's ([`SlideInput::stem`]: its manifest's, else its file stem).
+pub(crate) fn output_files(cfg: &RunConfig, slide: &SlideInput) -> Vec<(Task, Format, PathBuf)> {
+    let stem = slide.stem();
     let tasks = tasks(&cfg.model.architecture);
     let dir = &cfg.output.dir;
     let mut out = Vec::new();
@@ -64,7 +57,7 @@ pub(crate) fn output_files(cfg: &RunConfig, slide: &Path) -> Vec<(Task, Format, 
 
 /// Every file or directory a run writes for `slide`, each once, in format order (the overlay
 /// picture last, when asked for).
-pub(crate) fn output_paths(cfg: &RunConfig, slide: &Path) -> Vec<PathBuf> {
+pub(crate) fn output_paths(cfg: &RunConfig, slide: &SlideInput) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     for (_, _, p) in output_files(cfg, slide) {
         if !out.contains(&p) {
@@ -78,15 +71,14 @@ pub(crate) fn output_paths(cfg: &RunConfig, slide: &Path) -> Vec<PathBuf> {
 }
 
 /// The overlay picture of a slide (`[output] overlay = true`).
-pub(crate) fn overlay_path(cfg: &RunConfig, slide: &Path) -> PathBuf {
-    cfg.output
-        .dir
-        .join(format!("{}_overlay.png", slide_stem(slide)))
+pub(crate) fn overlay_path(cfg: &RunConfig, slide: &SlideInput) -> PathBuf {
+    cfg.output.dir.join(format!("{}_overlay.png", slide.stem()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn cfg(extra: &str) -> RunConfig {
         RunConfig::from_toml(
@@ -101,7 +93,7 @@ mod tests {
         let c = cfg(
             "[model]\npreset = \"hovernet_fast-pannuke\"\n[output]\ndir = \"out\"\nformats = [\"annotationstore\", \"qupath\", \"zarr\"]",
         );
-        let p = output_paths(&c, Path::new("a/b/slide-1.svs"));
+        let p = output_paths(&c, &SlideInput::new("a/b/slide-1.svs"));
         assert_eq!(
             p,
             vec![
@@ -113,11 +105,30 @@ mod tests {
     }
 
     #[test]
+    fn a_manifest_stem_names_every_output() {
+        let c = cfg(
+            "[model]\npreset = \"hovernet_fast-pannuke\"\n[output]\ndir = \"out\"\nformats = [\"annotationstore\", \"zarr\"]\noverlay = true",
+        );
+        let slide = SlideInput {
+            stem: Some("patient-7".into()),
+            ..SlideInput::new("scans/slide.svs")
+        };
+        assert_eq!(
+            output_paths(&c, &slide),
+            vec![
+                PathBuf::from("out/patient-7.db"),
+                PathBuf::from("out/patient-7.zarr"),
+                PathBuf::from("out/patient-7_overlay.png"),
+            ]
+        );
+    }
+
+    #[test]
     fn multi_task_names_carry_the_task() {
         let c = cfg(
             "[model]\npreset = \"hovernetplus-oed\"\n[output]\ndir = \"o\"\nformats = [\"annotationstore\"]",
         );
-        let p = output_paths(&c, Path::new("x.tif"));
+        let p = output_paths(&c, &SlideInput::new("x.tif"));
         assert_eq!(
             p,
             vec![
@@ -129,7 +140,7 @@ mod tests {
             "[model]\npreset = \"hovernet_fast-pannuke\"\n[output]\nformats = [\"qupath\"]\ngzip_geojson = true",
         );
         assert_eq!(
-            output_paths(&c, Path::new("s.svs")),
+            output_paths(&c, &SlideInput::new("s.svs")),
             vec![PathBuf::from("results/s.geojson.gz")]
         );
     }
@@ -139,7 +150,7 @@ mod tests {
         let c = cfg(
             "[model]\npreset = \"hovernetplus-oed\"\n[output]\ndir = \"o\"\nformats = [\"qupath\", \"zarr\"]\noverlay = true",
         );
-        let f = output_files(&c, Path::new("x.tif"));
+        let f = output_files(&c, &SlideInput::new("x.tif"));
         assert_eq!(
             f,
             vec![
@@ -158,7 +169,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            output_paths(&c, Path::new("x.tif")),
+            output_paths(&c, &SlideInput::new("x.tif")),
             vec![
                 PathBuf::from("o/x_nuclei_segmentation.geojson"),
                 PathBuf::from("o/x_layer_segmentation.geojson"),

@@ -5,11 +5,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use mtseg_export::{SlideExportSpec, Task};
-use mtseg_io_config::RunConfig;
+use mtseg_io_config::{RunConfig, SlideInput};
 use mtseg_slide::SlideReader;
 use sha2::{Digest, Sha256};
 
-use crate::output_names::{output_files, output_paths, slide_stem};
+use crate::output_names::{output_files, output_paths};
 use crate::pipeline_errors::{RunError, SlideError};
 use crate::stage_params;
 
@@ -87,14 +87,16 @@ pub(crate) fn provenance(cfg: &RunConfig) -> Result<serde_json::Value, RunError>
     }))
 }
 
-/// The export spec of one opened slide (WSI mode): its outputs, the processing size and
-/// resolution, the scale to baseline pixels, the classes and the provenance.
+/// The export spec of one opened slide (WSI mode; `input` is its entry in the config): its
+/// outputs, the processing size and resolution, the scale to baseline pixels, the classes and
+/// the provenance.
 ///
 /// # Errors
 /// [`SlideError::Read`] / [`SlideError::Resolution`] when the processing resolution cannot be
 /// applied to the slide.
 pub(crate) fn slide_export_spec(
     cfg: &RunConfig,
+    input: &SlideInput,
     slide: &dyn SlideReader,
     provenance: &serde_json::Value,
 ) -> Result<SlideExportSpec, SlideError> {
@@ -108,7 +110,7 @@ pub(crate) fn slide_export_spec(
             reason,
         })?;
     let scale_factor = [1.0 / scale[0], 1.0 / scale[1]];
-    let mut spec = export_spec(cfg, slide.path(), [w, h], provenance);
+    let mut spec = export_spec(cfg, input, [w, h], provenance);
     spec.scale_factor = scale_factor;
     spec.processing_mpp = info
         .mpp
@@ -121,7 +123,7 @@ pub(crate) fn slide_export_spec(
 /// patch, no resolution known.
 pub(crate) fn patch_export_spec(
     cfg: &RunConfig,
-    image: &Path,
+    image: &SlideInput,
     size: usize,
     provenance: &serde_json::Value,
 ) -> SlideExportSpec {
@@ -131,15 +133,15 @@ pub(crate) fn patch_export_spec(
 /// What every spec shares; scale 1 and no resolution until the slide says otherwise.
 fn export_spec(
     cfg: &RunConfig,
-    slide: &Path,
+    slide: &SlideInput,
     processing_size: [u64; 2],
     provenance: &serde_json::Value,
 ) -> SlideExportSpec {
     let paths = output_files(cfg, slide);
     let has_layers = paths.iter().any(|(t, _, _)| *t == Task::Layers);
     SlideExportSpec {
-        slide_path: slide.to_path_buf(),
-        stem: slide_stem(slide),
+        slide_path: slide.path.clone(),
+        stem: slide.stem(),
         paths,
         overwrite: cfg.output.overwrite,
         gzip_geojson: cfg.output.gzip_geojson,

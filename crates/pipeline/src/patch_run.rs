@@ -8,14 +8,14 @@
 //! be used (missing, unreadable, not exactly the model's input size) is reported and the others
 //! go on; a failing model or forward is reported for every image it concerns.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use mtseg_infer::{BatchResult, BatchSender, HeadKind, HeadOutputs};
 use mtseg_instmerge::{CanvasMaps, full_canvas_mode};
-use mtseg_io_config::RunConfig;
+use mtseg_io_config::{RunConfig, SlideInput};
 use mtseg_slide::open_slide;
 use mtseg_tiling::{PatchBatch, PatchBox, Size2};
 use rayon::prelude::*;
@@ -32,7 +32,7 @@ pub(crate) struct PatchJob<'a> {
     /// The configuration.
     pub(crate) cfg: &'a RunConfig,
     /// The images, in run order (their index is their position).
-    pub(crate) images: &'a [PathBuf],
+    pub(crate) images: &'a [SlideInput],
     /// The run's model.
     pub(crate) model: &'a LoadedModel,
     /// Where outputs go.
@@ -111,7 +111,7 @@ fn read_images(
             let rest = indices[c * batch.max(1)..]
                 .iter()
                 .map(|&i| {
-                    let slide = job.images[i].clone();
+                    let slide = job.images[i].path.clone();
                     (i, SlideError::Cancelled { slide })
                 })
                 .collect();
@@ -172,11 +172,12 @@ fn read_images(
 fn read_image(
     cfg: &RunConfig,
     index: usize,
-    path: &Path,
+    image: &SlideInput,
     [iw, ih]: [u64; 2],
 ) -> Result<ReadImage, SlideError> {
     let started = Instant::now();
-    let slide = open_slide(path, stage_params::slide_open_options(cfg))?;
+    let path = image.path.as_path();
+    let slide = open_slide(path, stage_params::slide_open_options(cfg, image))?;
     let res = stage_params::resolution(cfg);
     let (w, h) = slide.dimensions_at(res)?;
     if (w, h) != (iw, ih) {
@@ -216,7 +217,7 @@ fn consume(
         let batch = match outcome {
             ReadOutcome::Failed(v) => {
                 for (i, e) in v {
-                    report(i, &images[i], Err(e));
+                    report(i, &images[i].path, Err(e));
                 }
                 continue;
             }
@@ -259,7 +260,7 @@ fn consume(
                 .collect()
         });
         for (i, r) in done {
-            report(i, &images[i], r);
+            report(i, &images[i].path, r);
         }
     }
 }
@@ -267,14 +268,14 @@ fn consume(
 /// Reports the images `indices` of `images` as failed in `stage` for `reason` (a failure they
 /// share: the model not loading, a forward failing).
 fn fail_all(
-    images: &[PathBuf],
+    images: &[SlideInput],
     indices: impl IntoIterator<Item = usize>,
     stage: &'static str,
     reason: &str,
     report: &mut Report<'_>,
 ) {
     for i in indices {
-        let p = &images[i];
+        let p = &images[i].path;
         report(i, p, Err(batch_error(p, stage, reason)));
     }
 }
@@ -296,7 +297,8 @@ fn finish_image(
     infer_s: f64,
 ) -> Result<SlideSummary, SlideError> {
     let cfg = job.cfg;
-    let path = &job.images[img.index];
+    let image = &job.images[img.index];
+    let path = &image.path;
     let t_post = Instant::now();
     let head = |k: HeadKind| out.head(k).and_then(|t| t.patch(j));
     let needed = |k: HeadKind| {
@@ -321,7 +323,7 @@ fn finish_image(
         })?;
     let postproc_s = t_post.elapsed().as_secs_f64();
     let t_export = Instant::now();
-    let spec = crate::output_spec::patch_export_spec(cfg, path, size, job.provenance);
+    let spec = crate::output_spec::patch_export_spec(cfg, image, size, job.provenance);
     let output_err = |source| SlideError::Output {
         slide: path.to_path_buf(),
         source,

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mtseg_io_config::{InputMode, MaskSpec, RunConfig};
+use mtseg_io_config::{InputMode, MaskSpec, RunConfig, SlideInput};
 use mtseg_slide::{SlideReader, TissueMask, open_slide};
 use mtseg_stitch::CanvasPlan;
 use mtseg_tiling::{
@@ -119,20 +119,21 @@ pub(crate) struct SlideLayout {
     pub(crate) tiles: Vec<PostprocTile>,
 }
 
-/// The tissue mask of a slide, as the config asks (None = no mask).
+/// The tissue mask of a slide (`input`, opened as `slide`), as its manifest row or else the
+/// config asks (None = no mask).
 ///
 /// # Errors
 /// [`SlideError::Mask`] when a mask file cannot be used; the slide's read errors for `auto`.
 pub fn tissue_mask(
     cfg: &RunConfig,
+    input: &SlideInput,
     slide: &dyn SlideReader,
 ) -> Result<Option<TissueMask>, SlideError> {
-    match &cfg.input.mask {
+    match cfg.input.mask_for(input) {
         MaskSpec::None => Ok(None),
         MaskSpec::Auto => Ok(Some(TissueMask::otsu(slide)?)),
         MaskSpec::Path(pattern) => {
-            let stem = crate::output_names::slide_stem(slide.path());
-            let path = PathBuf::from(pattern.replace("{stem}", &stem));
+            let path = PathBuf::from(pattern.replace("{stem}", &input.stem()));
             TissueMask::from_image_file(&path)
                 .map(Some)
                 .map_err(|e| SlideError::Mask {
@@ -144,17 +145,21 @@ pub fn tissue_mask(
     }
 }
 
-/// Plans one slide: opens it and reads its thumbnail (for the mask), nothing more.
+/// Plans one slide (`input`, with its manifest's mask, mpp and stem): opens it and reads its
+/// thumbnail (for the mask), nothing more.
 ///
 /// # Errors
 /// [`SlideError`] when the slide cannot be opened or read, the mask cannot be used, or the grid
 /// or canvas cannot be laid out (e.g. a patch-mode image of the wrong size).
-pub fn plan_slide(cfg: &RunConfig, path: &Path) -> Result<SlidePlan, SlideError> {
-    let slide: Arc<dyn SlideReader> =
-        Arc::from(open_slide(path, stage_params::slide_open_options(cfg))?);
+pub fn plan_slide(cfg: &RunConfig, input: &SlideInput) -> Result<SlidePlan, SlideError> {
+    let path = input.path.as_path();
+    let slide: Arc<dyn SlideReader> = Arc::from(open_slide(
+        path,
+        stage_params::slide_open_options(cfg, input),
+    )?);
     let info = slide.info().clone();
     let (w, h) = slide.dimensions_at(stage_params::resolution(cfg))?;
-    let outputs = output_paths(cfg, path)
+    let outputs = output_paths(cfg, input)
         .into_iter()
         .map(|p| PlannedOutput {
             exists: p.exists(),
@@ -190,7 +195,7 @@ pub fn plan_slide(cfg: &RunConfig, path: &Path) -> Result<SlidePlan, SlideError>
     let grid = stage_params::patch_grid(cfg, Size2::new(w, h))
         .build()
         .map_err(grid_err)?;
-    let mask = tissue_mask(cfg, slide.as_ref())?;
+    let mask = tissue_mask(cfg, input, slide.as_ref())?;
     let selected =
         select_patches(&grid, mask.as_ref(), stage_params::mask_rule(cfg)).map_err(grid_err)?;
     let boxes: Vec<[i64; 4]> = grid.iter().map(|p| p.output).collect();
@@ -204,7 +209,7 @@ pub fn plan_slide(cfg: &RunConfig, path: &Path) -> Result<SlidePlan, SlideError>
     let [cw, ch] = canvas.canvas_size().map(|v| v as u64);
     let [ox, oy] = canvas.origin();
     let (tiles, postproc) = postproc_tiles(cfg, [cw, ch]).map_err(grid_err)?;
-    let mask_desc = describe_mask(&cfg.input.mask, mask.as_ref());
+    let mask_desc = describe_mask(cfg.input.mask_for(input), mask.as_ref());
     Ok(SlidePlan {
         mask: mask_desc,
         patches_total: grid.len(),

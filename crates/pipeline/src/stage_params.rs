@@ -3,12 +3,14 @@
 
 use mtseg_io_config::{
     BackendChoice, Interpolation as CfgInterpolation, MaskRuleChoice, ResolutionSpec, RunConfig,
+    SlideInput,
 };
 use mtseg_slide::{Backend, Interpolation, OpenOptions, Resolution};
 use mtseg_tiling::{MaskRule, PatchGridBuilder, Size2};
 
-/// How the slide crate opens each input.
-pub fn slide_open_options(cfg: &RunConfig) -> OpenOptions {
+/// How the slide crate opens `slide` (its manifest's mpp, else `[input] mpp`, for files that
+/// carry no resolution).
+pub fn slide_open_options(cfg: &RunConfig, slide: &SlideInput) -> OpenOptions {
     OpenOptions {
         backend: match cfg.input.backend {
             BackendChoice::Auto => Backend::Auto,
@@ -16,7 +18,7 @@ pub fn slide_open_options(cfg: &RunConfig) -> OpenOptions {
             BackendChoice::Tiff => Backend::Tiff,
             BackendChoice::Image => Backend::Image,
         },
-        fallback_mpp: cfg.input.mpp,
+        fallback_mpp: cfg.input.mpp_for(slide),
     }
 }
 
@@ -53,4 +55,27 @@ pub fn patch_grid(cfg: &RunConfig, image: Size2) -> PatchGridBuilder {
     PatchGridBuilder::new(image, io.patch_input)
         .patch_output(io.patch_output)
         .stride(io.stride)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn a_slide_mpp_overrides_the_config_mpp() {
+        let cfg = RunConfig::from_toml(
+            "[model]\npreset = \"hovernet_fast-pannuke\"\n[input]\nslides = [\"a.png\"]\nmpp = 0.5\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let plain = SlideInput::new("a.png");
+        assert_eq!(slide_open_options(&cfg, &plain).fallback_mpp, Some(0.5));
+        let own = SlideInput {
+            mpp: Some(0.25),
+            ..plain
+        };
+        assert_eq!(slide_open_options(&cfg, &own).fallback_mpp, Some(0.25));
+    }
 }

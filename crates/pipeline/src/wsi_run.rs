@@ -15,7 +15,7 @@ use crossbeam_channel::bounded;
 use mtseg_export::{OverlayBase, write_overlay_png};
 use mtseg_infer::{BatchResult, BatchSender, HeadKind};
 use mtseg_instmerge::{MergedItem, StreamingTileMode, TiaToolboxCompat};
-use mtseg_io_config::RunConfig;
+use mtseg_io_config::{RunConfig, SlideInput};
 use mtseg_postproc::NucleusInstance;
 use mtseg_stitch::{
     CanvasRows, HeadSpec as StitchHead, MemoryBudget, MemoryReservation, ProbabilityStore,
@@ -41,6 +41,9 @@ use crate::wsi_stages::{
 pub(crate) struct SlideJob<'a> {
     pub(crate) cfg: &'a RunConfig,
     pub(crate) index: usize,
+    /// The slide's entry in the config (its path, mask, mpp and output stem).
+    pub(crate) slide: &'a SlideInput,
+    /// `&slide.path`.
     pub(crate) path: &'a Path,
     pub(crate) provenance: &'a serde_json::Value,
     pub(crate) model: &'a LoadedModel,
@@ -65,7 +68,7 @@ impl SlideJob<'_> {
 /// `finish`).
 pub(crate) fn run_wsi_slide(job: &SlideJob<'_>) -> Result<SlideSummary, SlideError> {
     let started = Instant::now();
-    let plan = plan_slide(job.cfg, job.path)?;
+    let plan = plan_slide(job.cfg, job.slide)?;
     let forward_before = job.model.forward_seconds();
     let stages = prepare(job, &plan)?;
     job.progress.event(&ProgressEvent::SlideStarted {
@@ -177,7 +180,7 @@ fn prepare<'p>(job: &SlideJob<'_>, plan: &'p SlidePlan) -> Result<Stages<'p>, Sl
     .with_consumer_held(window_bytes);
     let stitcher = Stitcher::new(params).map_err(stitch_err)?;
 
-    let spec = slide_export_spec(cfg, layout.slide.as_ref(), job.provenance)?;
+    let spec = slide_export_spec(cfg, job.slide, layout.slide.as_ref(), job.provenance)?;
     let output = job
         .outputs
         .create(&spec)
@@ -399,7 +402,7 @@ fn finish(
     let t = Instant::now();
     let mut files = output.finish().map_err(output_err)?;
     if let Some(base) = overlay {
-        let png = crate::output_names::overlay_path(job.cfg, job.path);
+        let png = crate::output_names::overlay_path(job.cfg, job.slide);
         write_overlay_png(
             &png,
             base,

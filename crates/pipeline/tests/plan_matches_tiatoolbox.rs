@@ -29,7 +29,8 @@ fn config(mpp: f64, rule: &str) -> RunConfig {
 
 /// (patches in the grid, patches selected) as the run plan counts them.
 fn plan(mpp: f64, rule: &str) -> (u64, u64) {
-    let p = plan_slide(&config(mpp, rule), &slide()).unwrap();
+    let cfg = config(mpp, rule);
+    let p = plan_slide(&cfg, &cfg.input.slides[0]).unwrap();
     (p.patches_total, p.patches_selected)
 }
 
@@ -37,12 +38,13 @@ fn plan(mpp: f64, rule: &str) -> (u64, u64) {
 /// `plan_slide` (which reports counts only); checked against its count.
 fn selected_boxes(mpp: f64, rule: &str) -> BTreeSet<[i64; 4]> {
     let cfg = config(mpp, rule);
-    let slide = open_slide(&slide(), stage_params::slide_open_options(&cfg)).unwrap();
+    let input = &cfg.input.slides[0];
+    let slide = open_slide(&input.path, stage_params::slide_open_options(&cfg, input)).unwrap();
     let (w, h) = slide.dimensions_at(stage_params::resolution(&cfg)).unwrap();
     let grid = stage_params::patch_grid(&cfg, Size2::new(w, h))
         .build()
         .unwrap();
-    let mask = tissue_mask(&cfg, slide.as_ref()).unwrap();
+    let mask = tissue_mask(&cfg, input, slide.as_ref()).unwrap();
     let selected = select_patches(&grid, mask.as_ref(), stage_params::mask_rule(&cfg)).unwrap();
     let boxes: BTreeSet<[i64; 4]> = selected.iter().map(|(_, p)| p.input).collect();
     assert_eq!(boxes.len(), selected.len(), "duplicate input boxes");

@@ -10,7 +10,7 @@ use anyhow::{Result, ensure};
 use mtseg_infer::{
     BatchView, HeadKind, HeadOutputs, HeadSpec, HeadTensor, InferError, LoadError, Model,
 };
-use mtseg_io_config::RunConfig;
+use mtseg_io_config::{RunConfig, SlideInput};
 use mtseg_pipeline::{
     Engine, MemoryOutputs, ModelFactory, ModelProvider, ProgressEvent, ProgressSink, plan_slide,
     stage_params, tissue_mask,
@@ -160,10 +160,10 @@ fn run_matches_plan(cfg: &RunConfig) -> Result<Vec<usize>> {
 
 /// Post-processing tiles of the canvas of `slide`: all of them, and those whose full tile
 /// meets the tissue mask (TIAToolbox's filter, with its strips and crosses).
-fn tile_counts(cfg: &RunConfig, slide: &Path) -> Result<(usize, usize)> {
+fn tile_counts(cfg: &RunConfig, slide: &SlideInput) -> Result<(usize, usize)> {
     let plan = plan_slide(cfg, slide)?;
-    let reader = open_slide(slide, stage_params::slide_open_options(cfg))?;
-    let mask = tissue_mask(cfg, reader.as_ref())?.expect("auto mask");
+    let reader = open_slide(&slide.path, stage_params::slide_open_options(cfg, slide))?;
+    let mask = tissue_mask(cfg, slide, reader.as_ref())?.expect("auto mask");
     let (cw, ch, ox, oy) = plan.canvas;
     let (w, h) = plan.processing;
     let eff = cfg.io.effective_tile();
@@ -207,7 +207,7 @@ fn dry_run_and_run_count_the_same_tiles() -> Result<()> {
     ensure!(tiles[0] > 1, "tile mode");
     // README difference 18: every tile of the canvas is post-processed; TIAToolbox keeps only
     // the tiles whose box meets the tissue mask.
-    let (all, with_tissue) = tile_counts(&cfg, &cmu)?;
+    let (all, with_tissue) = tile_counts(&cfg, &cfg.input.slides[0])?;
     eprintln!("  tiles: {all} in the layout, {with_tissue} meet the tissue mask");
     ensure!(tiles[0] == all && with_tissue < all);
     // configs/demo.toml's shapes: 0.5 mpp, tile_shape 2048, auto mask; and hgsc_nest (no mpp in
