@@ -14,7 +14,7 @@ use std::time::Instant;
 use crossbeam_channel::bounded;
 use mtseg_export::{OverlayBase, write_overlay_png};
 use mtseg_infer::{BatchResult, BatchSender, HeadKind};
-use mtseg_instmerge::{MergedItem, StreamingTileMode, TiaToolboxCompat};
+use mtseg_instmerge::{MergeCheckpoint, MergedItem, StreamingTileMode, TiaToolboxCompat};
 use mtseg_io_config::{RunConfig, SlideInput};
 use mtseg_postproc::NucleusInstance;
 use mtseg_stitch::{
@@ -29,11 +29,13 @@ use crate::model_provider::LoadedModel;
 use crate::output_spec::slide_export_spec;
 use crate::pipeline_errors::SlideError;
 use crate::progress_events::{ProgressEvent, ProgressSink, SlideSummary, StageTimes};
+use crate::slide_checkpoint::{CheckpointIdentity, CheckpointSettings, CheckpointWriter, Resume};
 use crate::slide_output::{OutputProvider, SlideOutput};
 use crate::slide_plan::{SlideLayout, SlidePlan, plan_slide};
+use crate::slide_state::ResultKeys;
 use crate::stage_params;
 use crate::wsi_stages::{
-    ExportMsg, PostprocTotals, SlideProgress, export_stage, postproc_stage, read_stage,
+    ExportMsg, PostprocTotals, Resumed, SlideProgress, export_stage, postproc_stage, read_stage,
     stitch_stage,
 };
 
@@ -53,6 +55,10 @@ pub(crate) struct SlideJob<'a> {
     pub(crate) budget: MemoryBudget,
     /// The CPU stages' threads.
     pub(crate) pool: &'a rayon::ThreadPool,
+    /// What the outputs are made with (checkpoints record it).
+    pub(crate) keys: &'a ResultKeys,
+    /// Where and how often to checkpoint (None: no checkpoints, no resume).
+    pub(crate) checkpoint: Option<CheckpointSettings>,
 }
 
 impl SlideJob<'_> {
@@ -77,6 +83,8 @@ pub(crate) fn run_wsi_slide(job: &SlideJob<'_>) -> Result<SlideSummary, SlideErr
         patches: plan.patches_selected,
         tiles: plan.postproc_tiles(),
     });
+    let resumed_at_row = stages.resume.as_ref().map(|r| r.resume_row);
+    let patches = (layout_len(&plan) - stages.first_patch) as u64;
     let Ran {
         output,
         overlay,
@@ -96,7 +104,7 @@ pub(crate) fn run_wsi_slide(job: &SlideJob<'_>) -> Result<SlideSummary, SlideErr
         path: job.path.to_path_buf(),
         nuclei: postproc.nuclei,
         layers: postproc.layers,
-        patches: plan.patches_selected,
+        patches,
         tiles: postproc.tiles,
         wall_s: started.elapsed().as_secs_f64(),
         stages: StageTimes {
@@ -107,7 +115,14 @@ pub(crate) fn run_wsi_slide(job: &SlideJob<'_>) -> Result<SlideSummary, SlideErr
             export_s: export.seconds(),
         },
         outputs,
+        resumed_at_row,
+        checkpoints: postproc.checkpoints,
+        checkpoint_s: postproc.checkpoint_s,
     })
+}
+
+fn layout_len(plan: &SlidePlan) -> usize {
+    plan.layout().map_or(0, |l| l.selected.len())
 }
 
 /// Everything a slide's stage threads start from.
@@ -123,6 +138,12 @@ struct Stages<'p> {
     _window: MemoryReservation,
     output: Box<dyn SlideOutput>,
     overlay: Option<OverlayBase>,
+    /// What a killed run left to resume from.
+    resume: Option<Resume>,
+    /// The first of the selected patches to run (after a resume, those above the resume row
+    /// are not run again; whole model batches are kept as they were).
+    first_patch: usize,
+    checkpoints: Option<CheckpointWriter>,
 }
 
 /// Builds the stages of one slide from its plan: the model session, the stitcher, the streaming
@@ -148,18 +169,89 @@ fn prepare<'p>(job: &SlideJob<'_>, plan: &'p SlidePlan) -> Result<Stages<'p>, Sl
     };
 
     let [cw, ch] = layout.canvas.canvas_size();
-    let driver = StreamingTileMode::new(
-        Size2::new(cw as u64, ch as u64),
-        layout.tiles.clone(),
-        u64::from(cfg.io.margin),
-        np_hv_params(cfg),
-        TiaToolboxCompat::OFF,
-        [heads.contains(&HeadKind::Tp), heads.contains(&HeadKind::Ls)],
-    )
-    .map_err(|source| SlideError::Merge {
+    let canvas = Size2::new(cw as u64, ch as u64);
+    let maps = [heads.contains(&HeadKind::Tp), heads.contains(&HeadKind::Ls)];
+    let merge_err = |source| SlideError::Merge {
         slide: slide(),
         source: Box::new(source),
-    })?;
+    };
+    let new_driver = || {
+        StreamingTileMode::new(
+            canvas,
+            layout.tiles.clone(),
+            u64::from(cfg.io.margin),
+            np_hv_params(cfg),
+            TiaToolboxCompat::OFF,
+            maps,
+        )
+        .map_err(merge_err)
+    };
+    let state_err = |source| SlideError::State {
+        slide: slide(),
+        source,
+    };
+    let identity = match &job.checkpoint {
+        Some(_) if cfg.output.save_probabilities => {
+            tracing::info!(slide = %job.path.display(), "no resume checkpoints: [output] save_probabilities is on (the probability store cannot be resumed)");
+            None
+        }
+        Some(c) => Some((
+            c,
+            CheckpointIdentity::of(
+                job.path,
+                job.keys,
+                [
+                    cw as u64,
+                    ch as u64,
+                    layout.tiles.len() as u64,
+                    layout.selected.len() as u64,
+                ],
+            )
+            .map_err(state_err)?,
+        )),
+        None => None,
+    };
+    let resume = identity
+        .as_ref()
+        .and_then(|(c, id)| crate::slide_checkpoint::load(&c.dir, id));
+    let (driver, resume) = match resume {
+        Some(r) => {
+            let resumed = serde_json::from_value::<MergeCheckpoint>(r.merge.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|m| {
+                    StreamingTileMode::resume(
+                        canvas,
+                        layout.tiles.clone(),
+                        u64::from(cfg.io.margin),
+                        np_hv_params(cfg),
+                        TiaToolboxCompat::OFF,
+                        maps,
+                        m,
+                    )
+                    .map_err(|e| e.to_string())
+                });
+            match resumed {
+                Ok(d) => {
+                    tracing::info!(slide = %job.path.display(), row = r.resume_row, nuclei = r.totals.nuclei, "resuming from a checkpoint");
+                    (d, Some(r))
+                }
+                Err(why) => {
+                    tracing::warn!(slide = %job.path.display(), "ignoring the checkpoint: {why}; the slide starts from the top");
+                    (new_driver()?, None)
+                }
+            }
+        }
+        None => (new_driver()?, None),
+    };
+    let checkpoints = match &identity {
+        Some((c, id)) => Some(
+            CheckpointWriter::open(&c.dir, id.clone(), c.every, resume.as_ref())
+                .map_err(state_err)?,
+        ),
+        None => None,
+    };
+    let first_row = resume.as_ref().map_or(0, |r| r.resume_row);
+    let first_patch = first_patch_at(layout, first_row, cfg.model.batch_size.get() as usize);
     let window_bytes = (driver
         .max_window_rows(layout.canvas.max_band_height().max(out.height as usize))
         * driver.row_bytes()) as u64;
@@ -177,7 +269,8 @@ fn prepare<'p>(job: &SlideJob<'_>, plan: &'p SlidePlan) -> Result<Stages<'p>, Sl
     // Patches reach the stitcher in grid order (one reader, one inference thread, in order), which
     // is its merge order: no room is set aside for out-of-order patches (any would reserve as
     // they come).
-    .with_consumer_held(window_bytes);
+    .with_consumer_held(window_bytes)
+    .with_first_row(first_row as usize);
     let stitcher = Stitcher::new(params).map_err(stitch_err)?;
 
     let spec = slide_export_spec(cfg, job.slide, layout.slide.as_ref(), job.provenance)?;
@@ -229,7 +322,25 @@ fn prepare<'p>(job: &SlideJob<'_>, plan: &'p SlidePlan) -> Result<Stages<'p>, Sl
         _window: window,
         output,
         overlay,
+        resume,
+        first_patch,
+        checkpoints,
     })
+}
+
+/// The first selected patch to run when the canvas starts at `row`: the start of the first
+/// model batch (of `batch` patches, counted from the first selected patch as in an
+/// uninterrupted run, so that every batch is the same) holding a patch whose output reaches
+/// below `row`. Selected patches are in grid order, so their output bottoms never decrease.
+fn first_patch_at(layout: &SlideLayout, row: u64, batch: usize) -> usize {
+    let top = layout.canvas.origin()[1] as i64;
+    let first_needed = layout
+        .selected
+        .iter()
+        .position(|(_, b)| b.output[3] - top > row as i64)
+        .unwrap_or(layout.selected.len());
+    let batch = batch.max(1);
+    first_needed / batch * batch
 }
 
 /// The centre of the canvas, at most 1024 px square, read from the slide for the overlay.
@@ -278,6 +389,9 @@ fn run_stages(job: &SlideJob<'_>, stages: Stages<'_>) -> Result<Ran, SlideError>
         _window,
         output,
         overlay,
+        resume,
+        first_patch,
+        checkpoints,
     } = stages;
     let capacity = cfg.pipeline.queue_capacity.get() as usize;
     let extract = ExtractParams {
@@ -285,7 +399,8 @@ fn run_stages(job: &SlideJob<'_>, stages: Stages<'_>) -> Result<Ran, SlideError>
         interpolation: stage_params::interpolation(cfg),
         batch_size: cfg.model.batch_size.get() as usize,
     };
-    let total = layout.selected.len() as u64;
+    let selected = &layout.selected[first_patch..];
+    let total = selected.len() as u64;
     let tiles_total = layout.tiles.len();
     let origin = layout.canvas.origin();
     let (read, stitch, export) = (
@@ -296,12 +411,13 @@ fn run_stages(job: &SlideJob<'_>, stages: Stages<'_>) -> Result<Ran, SlideError>
     let (rows_tx, rows_rx) = bounded::<CanvasRows>(capacity);
     let (export_tx, export_rx) = bounded::<ExportMsg>(capacity);
     let progress = job.progress();
+    let replay = resume.as_ref();
     let (reader_res, stitch_res, postproc_res, export_res) = std::thread::scope(|s| {
         // the session's sender moves to the reader: when reading ends, the session closes
         let reader = s.spawn(|| {
             read_stage(
                 layout.slide.as_ref(),
-                &layout.selected,
+                selected,
                 extract,
                 model_input,
                 job.cancel,
@@ -327,12 +443,15 @@ fn run_stages(job: &SlideJob<'_>, stages: Stages<'_>) -> Result<Ran, SlideError>
         });
         let exporter = s.spawn(|| {
             let mut output = output;
-            let r = export_stage(output.as_mut(), &export_rx, &export, path);
+            let r = replay_checkpoint(output.as_mut(), replay, path)
+                .and_then(|()| export_stage(output.as_mut(), &export_rx, &export, path));
             drop(export_rx);
             (output, r)
         });
         let postproc = postproc_stage(
             driver,
+            Resumed::from(resume.as_ref(), overlay.as_ref()),
+            checkpoints,
             &rows_rx,
             &export_tx,
             &heads,
@@ -386,6 +505,26 @@ fn run_stages(job: &SlideJob<'_>, stages: Stages<'_>) -> Result<Ran, SlideError>
     })
 }
 
+/// Hands the writers what a killed run had handed them before its checkpoint.
+fn replay_checkpoint(
+    output: &mut dyn SlideOutput,
+    resume: Option<&Resume>,
+    path: &Path,
+) -> Result<(), SlideError> {
+    let Some(r) = resume else { return Ok(()) };
+    let err = |source| SlideError::Output {
+        slide: path.to_path_buf(),
+        source,
+    };
+    if !r.nuclei.is_empty() {
+        output.nuclei(&r.nuclei).map_err(err)?;
+    }
+    if !r.layers.is_empty() {
+        output.layers(&r.layers).map_err(err)?;
+    }
+    output.rows_final(r.totals.rows_final).map_err(err)
+}
+
 /// Completes the outputs (moves them to their final names) and draws the overlay; returns the
 /// files written.
 fn finish(
@@ -408,7 +547,7 @@ fn finish(
             base,
             overlay_nuclei,
             &job.cfg.model.nuclei_classes,
-            job.cfg.output.overwrite,
+            true, // as the other outputs (see `output_spec::export_spec`)
         )
         .map_err(|e| output_err(Box::new(e)))?;
         files.push(png);

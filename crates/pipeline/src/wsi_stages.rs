@@ -18,6 +18,7 @@ use mtseg_tiling::{ExtractParams, PatchBox, PatchGrid, read_batch};
 use crate::busy_clock::BusyClock;
 use crate::pipeline_errors::SlideError;
 use crate::progress_events::{ProgressEvent, ProgressSink};
+use crate::slide_checkpoint::{CheckpointTotals, CheckpointWriter, Resume};
 
 /// What the post-processing stage sends to the export stage.
 pub(crate) enum ExportMsg {
@@ -191,15 +192,51 @@ pub(crate) struct PostprocTotals {
     pub(crate) busy: Duration,
     /// The final nuclei inside the overlay region, when an overlay is drawn.
     pub(crate) overlay_nuclei: Vec<MergedItem<NucleusInstance>>,
+    /// The last `rows_final` handed out.
+    pub(crate) rows_final: u64,
+    /// Checkpoints committed, and the seconds they took.
+    pub(crate) checkpoints: u32,
+    pub(crate) checkpoint_s: f64,
+}
+
+/// Where a resumed run's post-processing starts: the totals of the killed run's checkpoint.
+pub(crate) struct Resumed(PostprocTotals);
+
+impl Resumed {
+    /// The totals a run starts from: those of `resume` (with the overlay's nuclei among the
+    /// replayed ones), or zero.
+    pub(crate) fn from(resume: Option<&Resume>, overlay: Option<&OverlayBase>) -> Self {
+        let Some(r) = resume else {
+            return Self(PostprocTotals::default());
+        };
+        Self(PostprocTotals {
+            nuclei: r.totals.nuclei,
+            layers: r.totals.layers,
+            tiles: r.totals.tiles,
+            rows_final: r.totals.rows_final,
+            overlay_nuclei: overlay.map_or_else(Vec::new, |base| {
+                r.nuclei
+                    .iter()
+                    .filter(|n| base.meets(n.item.bbox))
+                    .cloned()
+                    .collect()
+            }),
+            ..PostprocTotals::default()
+        })
+    }
 }
 
 /// Post-processes and merges the canvas rows as they come (the tiles that became complete in
 /// parallel on `pool`; the loop itself stays off it, see [`read_stage`]), moves the final
 /// instances from canvas to slide coordinates, and hands them to the export stage. Reports tiles
-/// done.
+/// done. With `checkpoints`, logs every final instance and commits a checkpoint after a band
+/// of tiles when one is due; a checkpoint that cannot be written is reported and checkpoints
+/// stop (the slide goes on).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn postproc_stage(
     mut driver: StreamingTileMode,
+    start: Resumed,
+    mut checkpoints: Option<CheckpointWriter>,
     rows_rx: &Receiver<CanvasRows>,
     export_tx: &Sender<ExportMsg>,
     heads: &[HeadKind],
@@ -215,27 +252,35 @@ pub(crate) fn postproc_stage(
         source: Box::new(source),
     };
     let shift = origin.map(|v| v as i32);
-    let mut totals = PostprocTotals::default();
-    let hand_out = |got: StreamedInstances, totals: &mut PostprocTotals| {
+    let mut totals = start.0;
+    let hand_out = |got: StreamedInstances,
+                    totals: &mut PostprocTotals,
+                    checkpoints: &mut Option<CheckpointWriter>| {
         let send = |msg| export_tx.send(msg).map_err(|_| SlideError::Interrupted);
-        if !got.nuclei.is_empty() {
-            let mut v = got.nuclei;
-            v.iter_mut().for_each(|n| n.item.translate(shift));
+        let mut nuclei = got.nuclei;
+        nuclei.iter_mut().for_each(|n| n.item.translate(shift));
+        let mut layers = got.layers;
+        layers.iter_mut().for_each(|l| l.item.translate(shift));
+        if let Some(w) = checkpoints
+            && let Err(e) = w.log(&nuclei, &layers)
+        {
+            stop_checkpoints(checkpoints, path, &e);
+        }
+        if !nuclei.is_empty() {
             if let Some(base) = overlay {
                 totals
                     .overlay_nuclei
-                    .extend(v.iter().filter(|n| base.meets(n.item.bbox)).cloned());
+                    .extend(nuclei.iter().filter(|n| base.meets(n.item.bbox)).cloned());
             }
-            totals.nuclei += v.len() as u64;
-            send(ExportMsg::Nuclei(v))?;
+            totals.nuclei += nuclei.len() as u64;
+            send(ExportMsg::Nuclei(nuclei))?;
         }
-        if !got.layers.is_empty() {
-            let mut v = got.layers;
-            v.iter_mut().for_each(|l| l.item.translate(shift));
-            totals.layers += v.len() as u64;
-            send(ExportMsg::Layers(v))?;
+        if !layers.is_empty() {
+            totals.layers += layers.len() as u64;
+            send(ExportMsg::Layers(layers))?;
         }
-        send(ExportMsg::RowsFinal(got.first_open_row as u64 + origin[1]))
+        totals.rows_final = got.first_open_row as u64 + origin[1];
+        send(ExportMsg::RowsFinal(totals.rows_final))
     };
     let report = |totals: &PostprocTotals| {
         progress.sink.event(&ProgressEvent::TilesDone {
@@ -247,27 +292,66 @@ pub(crate) fn postproc_stage(
     };
     for rows in rows_rx {
         let t = Instant::now();
+        let chunk = RowChunk::from_heads(rows.y0, rows.rows, &head_maps(&rows, heads))
+            .map_err(merge_err)?;
         let got = pool
-            .install(|| driver.push_rows(row_chunk(&rows, heads)))
+            .install(|| driver.push_rows(chunk))
             .map_err(merge_err)?;
         let done = got.tiles_done;
-        hand_out(got, &mut totals)?;
+        hand_out(got, &mut totals, &mut checkpoints)?;
         totals.busy += t.elapsed();
         if done > 0 {
             totals.tiles += done;
+            commit_if_due(&driver, &mut checkpoints, &mut totals, path);
             report(&totals);
         }
     }
     let t = Instant::now();
     let got = pool.install(|| driver.finish()).map_err(merge_err)?;
     let done = got.tiles_done;
-    hand_out(got, &mut totals)?;
+    hand_out(got, &mut totals, &mut checkpoints)?;
     totals.busy += t.elapsed();
     totals.tiles += done;
     if done > 0 || tiles_total == 0 {
         report(&totals);
     }
     Ok(totals)
+}
+
+/// Commits a checkpoint of `driver` when one is due.
+fn commit_if_due(
+    driver: &StreamingTileMode,
+    checkpoints: &mut Option<CheckpointWriter>,
+    totals: &mut PostprocTotals,
+    path: &Path,
+) {
+    let Some(w) = checkpoints else { return };
+    if !w.due() {
+        return;
+    }
+    let state = driver.checkpoint();
+    let resume_row = state.resume_row() as u64;
+    let carried = CheckpointTotals {
+        nuclei: totals.nuclei,
+        layers: totals.layers,
+        tiles: totals.tiles,
+        rows_final: totals.rows_final,
+    };
+    let committed = serde_json::to_value(&state)
+        .map_err(std::io::Error::other)
+        .and_then(|merge| w.commit(merge, resume_row, carried));
+    match committed {
+        Ok(()) => {
+            totals.checkpoints = w.commits;
+            totals.checkpoint_s = w.commit_time.as_secs_f64();
+        }
+        Err(e) => stop_checkpoints(checkpoints, path, &e),
+    }
+}
+
+fn stop_checkpoints(checkpoints: &mut Option<CheckpointWriter>, path: &Path, e: &std::io::Error) {
+    tracing::warn!(slide = %path.display(), "{e}; no further checkpoints for this slide (a kill now restarts it from its last checkpoint)");
+    *checkpoints = None;
 }
 
 /// Writes what the post-processing stage hands out, in order.
@@ -293,21 +377,11 @@ pub(crate) fn export_stage(
     Ok(())
 }
 
-/// The maps of one row chunk, by head, as the streaming driver takes them.
-fn row_chunk<'a>(rows: &'a CanvasRows, heads: &[HeadKind]) -> RowChunk<'a> {
-    let find = |k: HeadKind| {
-        heads
-            .iter()
-            .position(|&h| h == k)
-            .map(|i| rows.heads[i].as_slice())
-    };
-    RowChunk {
-        y0: rows.y0,
-        rows: rows.rows,
-        // the model was checked for np and hv when it loaded
-        np: find(HeadKind::Np).unwrap_or_default(),
-        hv: find(HeadKind::Hv).unwrap_or_default(),
-        tp: find(HeadKind::Tp),
-        ls: find(HeadKind::Ls),
-    }
+/// The maps of one row chunk, each with its head's kind (the heads in model output order).
+fn head_maps<'a>(rows: &'a CanvasRows, heads: &[HeadKind]) -> Vec<(HeadKind, &'a [f32])> {
+    heads
+        .iter()
+        .zip(&rows.heads)
+        .map(|(&k, v)| (k, v.as_slice()))
+        .collect()
 }
