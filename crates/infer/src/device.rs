@@ -5,9 +5,14 @@ use mtseg_types::{Device, Precision};
 
 use crate::errors::LoadError;
 
+/// The CUDA devices libtorch sees (0 without CUDA).
+pub fn cuda_device_count() -> usize {
+    usize::try_from(tch::Cuda::device_count()).unwrap_or(0)
+}
+
 /// The libtorch device for `device`, or [`LoadError::CudaUnavailable`].
 pub(crate) fn resolve(device: Device) -> Result<tch::Device, LoadError> {
-    let count = usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
+    let count = cuda_device_count();
     match device {
         Device::Cpu => Ok(tch::Device::Cpu),
         Device::Auto if count > 0 => Ok(tch::Device::Cuda(0)),

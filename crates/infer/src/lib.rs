@@ -107,6 +107,8 @@ pub use raw_tensor::RawTensor;
 pub use weights::WeightSet;
 
 #[cfg(feature = "torch")]
+pub use device::cuda_device_count;
+#[cfg(feature = "torch")]
 pub use hovernet::HoVerNet;
 #[cfg(feature = "torch")]
 pub use load::load_model;

@@ -55,19 +55,30 @@ mod output_spec;
 mod patch_run;
 mod pipeline_errors;
 mod progress_events;
+mod slide_checkpoint;
 mod slide_output;
 mod slide_plan;
+mod slide_state;
 pub mod stage_params;
 mod wsi_run;
 mod wsi_stages;
 
 pub use engine::{Engine, RunSummary};
 pub use export_outputs::ExportOutputs;
-pub use model_params::{ModelConfigError, model_params};
+pub use model_params::{ModelConfigError, model_params, worker_devices, worker_model_params};
 #[cfg(feature = "torch")]
 pub use model_provider::TorchModelProvider;
 pub use model_provider::{ModelFactory, ModelProvider};
+/// The CUDA devices libtorch sees (0 without CUDA), for [`worker_devices`].
+#[cfg(feature = "torch")]
+pub use mtseg_infer::cuda_device_count;
 pub use pipeline_errors::{RunError, SlideError, error_chain};
-pub use progress_events::{NoProgress, ProgressEvent, ProgressSink, SlideSummary, StageTimes};
+pub use progress_events::{
+    NoProgress, ProgressEvent, ProgressSink, SkipReason, SlideSummary, StageTimes,
+};
 pub use slide_output::{CollectedSlide, MemoryOutputs, OutputError, OutputProvider, SlideOutput};
 pub use slide_plan::{PlannedOutput, PostprocPlan, SlidePlan, plan_slide, tissue_mask};
+pub use slide_state::{
+    CohortStatus, DoneRecord, FailedRecord, ResultKeys, SlideState, SlideStatus, StartedRecord,
+    StatusCounts, cohort_status,
+};

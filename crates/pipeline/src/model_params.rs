@@ -49,6 +49,53 @@ pub fn model_params(
     Ok(params)
 }
 
+/// The device of each model worker on this node: the requested devices (`--device`, a comma
+/// list, or `[model] device`), with `auto` meaning every CUDA device when there are any
+/// (`cuda_devices` of them) and the CPU otherwise; `workers` models in all, taking the devices
+/// in turn (0: one per device). Each worker loads its own model and takes slides from the run's
+/// queue.
+pub fn worker_devices(requested: &[Device], workers: usize, cuda_devices: usize) -> Vec<Device> {
+    let mut base: Vec<Device> = Vec::new();
+    for &d in requested {
+        match d {
+            Device::Auto if cuda_devices > 0 => {
+                base.extend((0..cuda_devices).map(|n| Device::Cuda(n as u32)));
+            }
+            Device::Auto => base.push(Device::Cpu),
+            d => base.push(d),
+        }
+    }
+    if base.is_empty() {
+        base.push(Device::Cpu);
+    }
+    let n = if workers == 0 { base.len() } else { workers };
+    (0..n).map(|i| base[i % base.len()]).collect()
+}
+
+/// The model parameters of each worker on `devices` (see [`worker_devices`]): libtorch's CPU
+/// threads are shared out among the CPU workers.
+///
+/// # Errors
+/// As [`model_params`].
+pub fn worker_model_params(
+    cfg: &RunConfig,
+    devices: &[Device],
+) -> Result<Vec<ModelParams>, ModelConfigError> {
+    let cpu_workers = devices.iter().filter(|&&d| d == Device::Cpu).count().max(1);
+    let threads =
+        NonZeroUsize::new(torch_threads(cfg).get() / cpu_workers).unwrap_or(NonZeroUsize::MIN);
+    devices
+        .iter()
+        .map(|&d| {
+            let mut p = model_params(cfg, Some(d))?;
+            if d == Device::Cpu {
+                p.options.intra_op_threads = Some(threads);
+            }
+            Ok(p)
+        })
+        .collect()
+}
+
 /// CPU threads of the run: `[pipeline] threads`, or every core when 0.
 pub(crate) fn cpu_threads(cfg: &RunConfig) -> NonZeroUsize {
     NonZeroUsize::new(cfg.pipeline.threads as usize)
@@ -75,6 +122,17 @@ pub(crate) fn np_hv_params(cfg: &RunConfig) -> NpHvParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_take_the_devices_in_turn() {
+        let (cpu, c0, c1) = (Device::Cpu, Device::Cuda(0), Device::Cuda(1));
+        assert_eq!(worker_devices(&[Device::Auto], 0, 0), vec![cpu]);
+        assert_eq!(worker_devices(&[Device::Auto], 0, 2), vec![c0, c1]);
+        assert_eq!(worker_devices(&[Device::Auto], 3, 2), vec![c0, c1, c0]);
+        assert_eq!(worker_devices(&[cpu], 2, 4), vec![cpu, cpu]);
+        assert_eq!(worker_devices(&[c1, c0], 0, 2), vec![c1, c0]);
+        assert_eq!(worker_devices(&[], 0, 0), vec![cpu]);
+    }
     use mtseg_infer::{HeadKind, HeadSpec};
     use std::path::Path;
 

@@ -2,36 +2,23 @@
 //! and the checks made before any work starts.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mtseg_export::{SlideExportSpec, Task};
 use mtseg_io_config::{RunConfig, SlideInput};
 use mtseg_slide::SlideReader;
 use sha2::{Digest, Sha256};
 
-use crate::output_names::{output_files, output_paths};
+use crate::output_names::output_files;
 use crate::pipeline_errors::{RunError, SlideError};
 use crate::stage_params;
 
-/// Before any work: without `overwrite`, no output of any slide may exist; the output
-/// directory must exist or be creatable, and be writable.
+/// Before any work: the output directory must exist or be creatable, and be writable.
 ///
 /// # Errors
-/// [`RunError::OutputsExist`] listing the first existing outputs; [`RunError::OutputDir`].
-pub(crate) fn check_outputs_writable(cfg: &RunConfig) -> Result<(), RunError> {
+/// [`RunError::OutputDir`].
+pub(crate) fn check_output_dir(cfg: &RunConfig) -> Result<(), RunError> {
     let dir = &cfg.output.dir;
-    if !cfg.output.overwrite {
-        let existing: Vec<PathBuf> = cfg
-            .input
-            .slides
-            .iter()
-            .flat_map(|s| output_paths(cfg, s))
-            .filter(|p| p.exists())
-            .collect();
-        if !existing.is_empty() {
-            return Err(RunError::OutputsExist { existing });
-        }
-    }
     let dir_err = |source| RunError::OutputDir {
         dir: dir.clone(),
         source,
@@ -143,7 +130,9 @@ fn export_spec(
         slide_path: slide.path.clone(),
         stem: slide.stem(),
         paths,
-        overwrite: cfg.output.overwrite,
+        // the engine decided, with the slide's lock held, that what exists under these names
+        // may be replaced (see `slide_state::completion`)
+        overwrite: true,
         gzip_geojson: cfg.output.gzip_geojson,
         scale_factor: [1.0, 1.0],
         processing_size,

@@ -348,5 +348,8 @@ fn finish_image(
             export_s: t_export.elapsed().as_secs_f64(),
         },
         outputs: files,
+        resumed_at_row: None,
+        checkpoints: 0,
+        checkpoint_s: 0.0,
     })
 }

@@ -131,6 +131,14 @@ pub enum SlideError {
         /// The stage.
         stage: String,
     },
+    /// The slide's state files (lock, records, checkpoints) cannot be written.
+    #[error("slide {slide}: {source}")]
+    State {
+        /// The slide.
+        slide: PathBuf,
+        /// Why (the message names the file).
+        source: std::io::Error,
+    },
 }
 
 /// What stops a whole run before any slide is processed.
@@ -147,6 +155,25 @@ pub enum RunError {
     OutputsExist {
         /// The existing outputs.
         existing: Vec<PathBuf>,
+    },
+    /// A slide's outputs were made with other result keys (config, weights or engine version)
+    /// and `[output] overwrite` is false.
+    #[error(
+        "outputs of {slide} exist from a run with another `{key}` (recorded {recorded}, now {now}; \
+         see {record}); set [output] overwrite = true (or pass --overwrite) to replace them, or \
+         choose another [output] dir"
+    )]
+    OutputsDiffer {
+        /// The slide.
+        slide: PathBuf,
+        /// Its done record.
+        record: PathBuf,
+        /// The first key that differs.
+        key: String,
+        /// The recorded value.
+        recorded: String,
+        /// This run's value.
+        now: String,
     },
     /// The CPU thread pool could not be started.
     #[error("cannot start {threads} CPU threads ([pipeline] threads): {reason}")]

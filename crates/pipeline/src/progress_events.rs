@@ -13,9 +13,10 @@
 //! | `slide_started` | `slide` (index), `path`, `patches` (to run), `tiles` (post-processing tiles) |
 //! | `patches_done` | `slide`, `done`, `total`, `eta_s` (null until a rate is known) |
 //! | `tiles_done` | `slide`, `done`, `total`, `nuclei` (handed to the writers so far) |
-//! | `slide_finished` | `slide`, `path`, `nuclei`, `layers`, `wall_s`, `stages` {`read_s`, `infer_s`, `stitch_s`, `postproc_s`, `export_s`}, `outputs` (paths) |
+//! | `slide_finished` | `slide`, `path`, `nuclei`, `layers`, `patches` (run through the model), `tiles`, `wall_s`, `stages` {`read_s`, `infer_s`, `stitch_s`, `postproc_s`, `export_s`}, `outputs` (paths), `resumed_at_row` (null, or the canvas row a resumed run started at), `checkpoints`, `checkpoint_s` |
 //! | `slide_failed` | `slide`, `path`, `error` |
-//! | `run_finished` | `slides_ok`, `slides_failed`, `nuclei`, `wall_s`, `peak_rss_bytes` |
+//! | `slide_skipped` | `slide`, `path`, `reason` (`complete` or `in_progress_elsewhere`), `seconds` (spent deciding) |
+//! | `run_finished` | `slides_ok`, `slides_skipped`, `slides_failed`, `nuclei`, `wall_s`, `peak_rss_bytes` |
 //!
 //! Stage seconds are busy time of that stage's thread (waiting on a channel excluded), so
 //! their sum exceeds the wall time when the stages overlap.
@@ -66,6 +67,24 @@ pub struct SlideSummary {
     pub stages: StageTimes,
     /// The files written.
     pub outputs: Vec<PathBuf>,
+    /// The canvas row this run resumed at from a killed run's checkpoint (the rows above it
+    /// were not computed again), if it resumed.
+    pub resumed_at_row: Option<u64>,
+    /// Checkpoints written and the seconds they took (flush, fsync, rename).
+    pub checkpoints: u32,
+    /// Seconds spent writing checkpoints.
+    pub checkpoint_s: f64,
+}
+
+/// Why a slide was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// Its outputs are complete, made with the same result keys.
+    Complete,
+    /// Another process holds the slide's lock.
+    InProgressElsewhere,
 }
 
 /// One progress report. See the module docs for the JSON form.
@@ -128,10 +147,24 @@ pub enum ProgressEvent {
         /// The error, with its causes.
         error: String,
     },
+    /// A slide was not processed by this run: it is complete (same result keys, every output
+    /// present), or another process works on it now (holds its lock).
+    SlideSkipped {
+        /// Index of the slide in the run.
+        slide: usize,
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        reason: SkipReason,
+        /// Seconds spent deciding.
+        seconds: f64,
+    },
     /// The run is over.
     RunFinished {
         /// Slides that completed.
         slides_ok: usize,
+        /// Slides skipped (complete, or in progress elsewhere).
+        slides_skipped: usize,
         /// Slides that failed.
         slides_failed: usize,
         /// Nuclei written over all slides.
@@ -208,6 +241,9 @@ mod tests {
                 wall_s: 2.0,
                 stages: StageTimes::default(),
                 outputs: vec!["out/a.db".into()],
+                resumed_at_row: None,
+                checkpoints: 0,
+                checkpoint_s: 0.0,
             },
         };
         let v: serde_json::Value = serde_json::from_str(&s.to_json_line(Duration::ZERO)).unwrap();
