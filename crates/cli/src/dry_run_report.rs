@@ -1,12 +1,13 @@
 //! Prints the `--dry-run` plan of every slide.
 
-use mtseg_io_config::RunConfig;
+use mtseg_io_config::{RunConfig, Shard};
 use mtseg_pipeline::{PostprocPlan, SlidePlan, plan_slide};
 
 use crate::exit_codes::Exit;
 
-/// Plans every slide of `cfg`, prints the plans, and returns the exit code.
-pub(crate) fn run(cfg: &RunConfig) -> Exit {
+/// Plans the slides of `cfg` this process would run (`slides`, indices of `shard`), prints the
+/// plans, and returns the exit code.
+pub(crate) fn run(cfg: &RunConfig, shard: Option<Shard>, slides: &[usize]) -> Exit {
     let io = &cfg.io;
     println!(
         "config {}: {} ({}), {} -> {} px patches, stride {}, at {}",
@@ -18,9 +19,17 @@ pub(crate) fn run(cfg: &RunConfig) -> Exit {
         io.stride,
         io.resolution
     );
+    if let Some(shard) = shard {
+        println!(
+            "shard {shard}: {} of the {} slides (slide k belongs to shard k mod {})",
+            slides.len(),
+            cfg.input.slides.len(),
+            shard.count()
+        );
+    }
     let mut failed = 0;
     let mut existing = 0;
-    for slide in &cfg.input.slides {
+    for slide in slides.iter().map(|&i| &cfg.input.slides[i]) {
         match plan_slide(cfg, slide) {
             Ok(plan) => {
                 print_plan(&plan, cfg);
@@ -32,14 +41,14 @@ pub(crate) fn run(cfg: &RunConfig) -> Exit {
             }
         }
     }
-    let n = cfg.input.slides.len();
+    let n = slides.len();
     println!(
         "{} of {n} slides can be processed; nothing was run or written (dry run)",
         n - failed
     );
     if existing > 0 && !cfg.output.overwrite {
         println!(
-            "note: {existing} output(s) already exist; a run would stop before any work unless overwrite = true"
+            "note: {existing} output(s) already exist; a run skips the slides they complete (same config, weights and version), and stops before any work on others unless overwrite = true"
         );
     }
     if failed > 0 {

@@ -7,12 +7,13 @@ mod dry_run_report;
 mod exit_codes;
 mod progress_display;
 mod run_report;
+mod status_report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mtseg_io_config::{Device, RunConfig};
+use mtseg_io_config::{Device, RunConfig, Shard};
 
 use crate::exit_codes::{EXIT_CODES_HELP, Exit};
 use crate::progress_display::ProgressMode;
@@ -20,12 +21,22 @@ use crate::progress_display::ProgressMode;
 /// Segment and classify every cell nucleus in whole-slide images (HoVer-Net, HoVer-Net+, or a
 /// TorchScript model with HoVer-Net's heads), as TIAToolbox's MultiTaskSegmentor does.
 #[derive(Debug, Parser)]
-#[command(name = "mtseg-pipeline", version, after_help = EXIT_CODES_HELP)]
+#[command(
+    name = "mtseg-pipeline",
+    version,
+    after_help = EXIT_CODES_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Args {
+    /// Another command instead of a run.
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// The TOML run config (model, resolution and shapes, input slides, outputs, memory budget).
     /// See configs/hovernet.toml for every key, with comments.
-    #[arg(long, short = 'c', value_name = "FILE")]
-    config: PathBuf,
+    #[arg(long, short = 'c', value_name = "FILE", required = true)]
+    config: Option<PathBuf>,
 
     /// Check the config and every slide, then print per slide: its size at the processing
     /// resolution, patches before and after the tissue mask, the post-processing tiles and the
@@ -39,14 +50,39 @@ struct Args {
     overwrite: bool,
 
     /// Run the model here instead of `[model] device`: "cpu", "auto", "cuda" or "cuda:N" (the
-    /// same grammar as the config: `Device`'s `FromStr`).
-    #[arg(long, value_name = "DEVICE")]
-    device: Option<Device>,
+    /// same grammar as the config: `Device`'s `FromStr`), or a comma list such as
+    /// "cuda:0,cuda:1": one model worker per device, taking slides from one queue
+    /// (`[pipeline] workers` sets how many in all). "auto" on a node with several GPUs uses
+    /// them all.
+    #[arg(long, value_name = "DEVICE[,DEVICE...]", value_delimiter = ',')]
+    device: Vec<Device>,
+
+    /// Run only this shard of the slides, "i/N" (0 <= i < N): slide k of the list (manifest
+    /// rows in order) belongs to shard k mod N. Without it: `[input] shard`, else the Slurm job
+    /// array's (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP of
+    /// SLURM_ARRAY_TASK_COUNT, else every slide.
+    #[arg(long, value_name = "i/N")]
+    shard: Option<Shard>,
 
     /// How progress is shown on stderr: bars on a terminal and log lines otherwise (auto), or
     /// JSON lines, one event per line (json; schema in the README).
     #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
     progress: ProgressMode,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Where every slide of the config stands (all shards), read from its output directory
+    /// alone: done, failed (with the error), in progress (locked by a running process) or
+    /// pending. Writes nothing.
+    Status {
+        /// The run config.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON on stdout: {"slides": [{"slide", "state", ...}], "counts": {...}}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -63,7 +99,20 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
-    let mut cfg = match RunConfig::from_file(&args.config) {
+    if let Some(Command::Status { config, json }) = &args.command {
+        return match RunConfig::from_file(config) {
+            Ok(cfg) => status_report::run(&cfg, *json).into(),
+            Err(e) => {
+                eprintln!("error: {e}");
+                Exit::Usage.into()
+            }
+        };
+    }
+    let Some(config) = &args.config else {
+        eprintln!("error: --config FILE is required");
+        return Exit::Usage.into();
+    };
+    let mut cfg = match RunConfig::from_file(config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -73,10 +122,26 @@ fn main() -> ExitCode {
     if args.overwrite {
         cfg.output.overwrite = true;
     }
+    let shard = match cfg
+        .input
+        .choose_shard(args.shard, |name| std::env::var(name).ok())
+    {
+        Ok(choice) => {
+            if let Some(c) = &choice {
+                tracing::info!("running shard {} (from {})", c.shard, c.source);
+            }
+            choice.map(|c| c.shard)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Usage.into();
+        }
+    };
+    let slides = cfg.input.shard_slides(shard);
     if args.dry_run {
-        return dry_run_report::run(&cfg).into();
+        return dry_run_report::run(&cfg, shard, &slides).into();
     }
-    run_report::run(&cfg, args.device, args.progress).into()
+    run_report::run(&cfg, &slides, &args.device, args.progress).into()
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default level (warnings).
@@ -97,7 +162,7 @@ mod tests {
     /// `--device` as the CLI parses it, through clap.
     fn flag(text: &str) -> Result<Option<Device>, String> {
         Args::try_parse_from(["mtseg-pipeline", "-c", "run.toml", "--device", text])
-            .map(|a| a.device)
+            .map(|a| a.device.first().copied())
             .map_err(|e| e.to_string())
     }
 
@@ -155,6 +220,37 @@ mod tests {
     #[test]
     fn device_flag_is_optional() {
         let a = Args::try_parse_from(["mtseg-pipeline", "-c", "run.toml"]).unwrap();
-        assert_eq!(a.device, None);
+        assert!(a.device.is_empty());
+    }
+
+    #[test]
+    fn device_flag_takes_a_list_of_devices() {
+        let a = Args::try_parse_from([
+            "mtseg-pipeline",
+            "-c",
+            "run.toml",
+            "--device",
+            "cuda:0,cuda:1",
+        ])
+        .unwrap();
+        assert_eq!(a.device, vec![Device::Cuda(0), Device::Cuda(1)]);
+        assert!(
+            Args::try_parse_from(["mtseg-pipeline", "-c", "r.toml", "--device", "cuda:0,gpu"])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn status_is_a_subcommand_with_its_own_config() {
+        let a = Args::try_parse_from(["mtseg-pipeline", "status", "--config", "r.toml", "--json"])
+            .unwrap();
+        assert!(matches!(
+            a.command,
+            Some(Command::Status { json: true, ref config }) if config == std::path::Path::new("r.toml")
+        ));
+        assert!(
+            Args::try_parse_from(["mtseg-pipeline"]).is_err(),
+            "a run needs --config"
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use mtseg_pipeline::{ProgressEvent, ProgressSink};
+use mtseg_pipeline::{ProgressEvent, ProgressSink, SkipReason};
 
 /// The `--progress` choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -142,6 +142,13 @@ impl ProgressDisplay {
                     .multi
                     .println(format!("  FAILED {}: {error}", path.display()));
             }
+            ProgressEvent::SlideSkipped { path, reason, .. } => {
+                let _ = bars.multi.println(format!(
+                    "{}: skipped ({})",
+                    path.display(),
+                    skip_words(*reason)
+                ));
+            }
             _ => {}
         }
     }
@@ -186,11 +193,31 @@ impl ProgressDisplay {
             ProgressEvent::SlideFailed { path, error, .. } => {
                 self.log(&format!("  FAILED {}: {error}", path.display()));
             }
+            ProgressEvent::SlideSkipped {
+                slide,
+                path,
+                reason,
+                ..
+            } => self.log(&format!(
+                "slide {}: {} skipped ({})",
+                slide + 1,
+                path.display(),
+                skip_words(*reason)
+            )),
             ProgressEvent::RunFinished { wall_s, .. } => {
                 self.log(&format!("run finished in {wall_s:.1} s"))
             }
             _ => {}
         }
+    }
+}
+
+/// Why a slide was skipped, in words.
+fn skip_words(reason: SkipReason) -> &'static str {
+    match reason {
+        SkipReason::Complete => "complete",
+        SkipReason::InProgressElsewhere => "in progress in another process",
+        _ => "skipped",
     }
 }
 

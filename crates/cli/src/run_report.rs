@@ -4,28 +4,42 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use mtseg_io_config::RunConfig;
+use mtseg_io_config::{Device, RunConfig};
 use mtseg_pipeline::{
-    Engine, ExportOutputs, RunError, RunSummary, TorchModelProvider, model_params,
+    Engine, ExportOutputs, ModelProvider, RunError, RunSummary, SkipReason, TorchModelProvider,
+    cuda_device_count, worker_devices, worker_model_params,
 };
 
 use crate::exit_codes::Exit;
 use crate::progress_display::{ProgressDisplay, ProgressMode};
 
 /// Runs every slide of `cfg`; returns the exit code.
+/// (`slides`: the indices of the config's slides this process runs, its shard.)
 pub(crate) fn run(
     cfg: &RunConfig,
-    device: Option<mtseg_io_config::Device>,
+    slides: &[usize],
+    devices: &[Device],
     mode: ProgressMode,
 ) -> Exit {
-    let params = match model_params(cfg, device) {
+    let requested = if devices.is_empty() {
+        vec![cfg.model.device]
+    } else {
+        devices.to_vec()
+    };
+    let devices = worker_devices(
+        &requested,
+        cfg.pipeline.workers as usize,
+        cuda_device_count(),
+    );
+    let params = match worker_model_params(cfg, &devices) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
             return Exit::Usage;
         }
     };
-    let model = TorchModelProvider::new(params);
+    let models: Vec<TorchModelProvider> = params.into_iter().map(TorchModelProvider::new).collect();
+    let workers: Vec<&dyn ModelProvider> = models.iter().map(|m| m as &dyn ModelProvider).collect();
     let outputs = ExportOutputs;
     let display = ProgressDisplay::new(mode);
     let cancel = Arc::new(AtomicBool::new(false));
@@ -38,7 +52,10 @@ pub(crate) fn run(
         }
         eprintln!("\ninterrupted: stopping after the current batch (Ctrl-C again to exit now)");
     });
-    let engine = Engine::new(cfg, &model, &outputs, &display).with_cancel_flag(Arc::clone(&cancel));
+    let engine = Engine::new(cfg, workers[0], &outputs, &display)
+        .with_workers(workers.clone())
+        .with_slides(slides.to_vec())
+        .with_cancel_flag(Arc::clone(&cancel));
     match engine.run() {
         Ok(summary) => {
             print_summary(&summary);
@@ -52,6 +69,7 @@ pub(crate) fn run(
         }
         Err(
             e @ (RunError::OutputsExist { .. }
+            | RunError::OutputsDiffer { .. }
             | RunError::ModelConfig(_)
             | RunError::OutputDir { .. }
             | RunError::Weights { .. }),
@@ -89,12 +107,21 @@ fn print_summary(s: &RunSummary) {
             println!("    -> {}", o.display());
         }
     }
+    for (path, reason) in &s.skipped {
+        let why = match reason {
+            SkipReason::Complete => "complete",
+            SkipReason::InProgressElsewhere => "in progress in another process",
+            _ => "skipped",
+        };
+        println!("{:<40} skipped: {why}", path.display().to_string());
+    }
     for (path, error) in &s.failed {
         println!("{:<40} FAILED: {error}", path.display().to_string());
     }
     println!(
-        "{} slide(s) done, {} failed, {} nuclei, {:.1} s, peak memory {}",
+        "{} slide(s) done, {} skipped, {} failed, {} nuclei, {:.1} s, peak memory {}",
         s.slides.len(),
+        s.skipped.len(),
         s.failed.len(),
         s.nuclei(),
         s.wall_s,
