@@ -32,11 +32,13 @@ impl From<Exit> for ExitCode {
 /// The exit-code table shown after `--help`.
 pub(crate) const EXIT_CODES_HELP: &str = "\
 Exit codes:
-  0  done: every slide succeeded
+  0  done: every slide succeeded or was skipped (complete already, or in progress in another process)
   1  unexpected failure (e.g. an output could not be written)
-  2  usage or config error (bad flag, unreadable config, unknown key, impossible shapes); nothing was done
+  2  usage or config error (bad flag, unreadable config, unknown key, impossible shapes), or outputs made
+     with another config, weights or version (the key is named; --overwrite replaces them); nothing was done
   3  finished, but one or more slides failed (each is listed with its error)
-  130  interrupted (Ctrl-C): the slide in progress left no file under a final name
+  130  interrupted (Ctrl-C or SIGTERM): the slide in progress left no file under a final name; a rerun
+     resumes it from its last checkpoint
 
 Environment:
   RUST_LOG  log level on stderr (default: warn), e.g. RUST_LOG=debug";

@@ -2,15 +2,9 @@
 //! Runs from the repository root (the shipped configs' relative paths point there); needs the test
 //! data of `scripts/setup`.
 
+use mtseg_test_models::repo_root as root;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 fn run(args: &[&str]) -> Output {
     assert!(

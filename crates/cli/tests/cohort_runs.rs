@@ -4,28 +4,12 @@
 //! with SIGKILL in the middle of a slide resumes from its checkpoint with the same outputs.
 //! All with the cheap TorchScript test model on copies of hgsc_nest.jpg.
 
+use mtseg_test_models::{cheap_model, repo_root as root};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn cheap_model() -> PathBuf {
-    let p = root().join("target/test-models/cheap_hovernet.pt");
-    assert!(
-        p.exists(),
-        "{} missing: run scripts/setup first",
-        p.display()
-    );
-    p
-}
 
 /// `n` copies of hgsc_nest.jpg named `s0.jpg`.. in `dir/slides`, and a manifest listing them.
 fn slides(dir: &Path, n: usize) -> PathBuf {

@@ -8,24 +8,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use mtseg_test_models::{cheap_model, repo_root as root};
 use mtseg_test_models::{match_instances, rasterise_contours};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn cheap_model() -> PathBuf {
-    let p = root().join("target/test-models/cheap_hovernet.pt");
-    assert!(
-        p.exists(),
-        "{} missing: run scripts/setup first",
-        p.display()
-    );
-    p
-}
 
 fn run(config: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mtseg-pipeline"))
@@ -337,9 +321,17 @@ fn ctrl_c_leaves_no_file_under_a_final_name() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{rest}");
     assert!(rest.contains("cancelled"), "{rest}");
+    // only the state folder (the slide's lock file, its started record and checkpoint) stays
     let left: Vec<_> = std::fs::read_dir(tmp.path().join("out"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
+        .filter(|n| n != ".mtseg")
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+    let state = tmp.path().join("out/.mtseg");
+    assert!(
+        !state.join("cmu_small_region.done.json").exists()
+            && !state.join("cmu_small_region.failed.json").exists(),
+        "an interrupted slide is neither done nor failed"
+    );
 }

@@ -6,21 +6,14 @@
 //!
 //! Slow (~100 HoVer-Net forwards on the CPU, a few minutes): the one test of this binary.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
 use mtseg_test_models::npy;
+use mtseg_test_models::repo_root as root;
 use sha2::{Digest, Sha256};
 use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 /// The fixture rows: (rows, 1500, 4) float32.
 fn tiatoolbox_rows() -> (Vec<f32>, usize) {

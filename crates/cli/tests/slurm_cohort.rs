@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use mtseg_test_models::{cheap_model, repo_root as root};
 use serde_json::Value;
 
 /// Array tasks per submission.
@@ -45,13 +46,6 @@ const ENDED: &[&str] = &[
 /// The longest a submission may take before the test gives up (the cheap model needs seconds
 /// per slide; this only bounds a hung cluster).
 const SUBMIT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 fn local_cluster() -> PathBuf {
     root().join("scripts/slurm/local-cluster")
@@ -310,16 +304,6 @@ fn make_cohort(work: &Path) -> (PathBuf, Vec<String>) {
     let list: String = names.iter().map(|n| format!("slides/{n}\n")).collect();
     std::fs::write(&manifest, format!("# the test cohort\n{list}")).unwrap();
     (manifest, names)
-}
-
-fn cheap_model() -> PathBuf {
-    let p = root().join("target/test-models/cheap_hovernet.pt");
-    assert!(
-        p.exists(),
-        "{} missing: run scripts/setup first",
-        p.display()
-    );
-    p
 }
 
 /// The run config of the cohort: the cheap model on CPU, one thread per task (each task has one

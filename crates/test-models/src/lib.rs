@@ -90,6 +90,7 @@ pub mod npy;
 mod oracle_model;
 mod output_readers;
 mod raster_labels;
+mod repo_paths;
 mod test_models_errors;
 
 pub use instance_matching::{MatchStats, aji, aji_plus, match_instances, rasterise_contours};
@@ -102,4 +103,5 @@ pub use output_readers::{
     read_zarr_array,
 };
 pub use raster_labels::{HISTOLYTICS_KEY, RasterLabels};
+pub use repo_paths::{cheap_model, repo_root};
 pub use test_models_errors::{LabelError, OracleError};
