@@ -1,6 +1,7 @@
 //! How progress is shown: indicatif bars on a terminal, plain log lines otherwise, JSON lines
 //! with `--progress json` (schema in `mtseg_pipeline::ProgressEvent`).
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -23,11 +24,17 @@ pub(crate) enum ProgressMode {
     None,
 }
 
-/// Bars for the slide in progress.
+/// Bars for the slides in progress (one pair per slide: several model workers run slides side
+/// by side), by slide index.
 struct Bars {
     multi: MultiProgress,
-    patches: Option<ProgressBar>,
-    tiles: Option<ProgressBar>,
+    slides: BTreeMap<usize, SlideBars>,
+}
+
+/// The patch and tile bars of one slide.
+struct SlideBars {
+    patches: ProgressBar,
+    tiles: ProgressBar,
 }
 
 /// Renders events in the chosen mode.
@@ -50,8 +57,7 @@ impl ProgressDisplay {
             started: Instant::now(),
             bars: Mutex::new(Bars {
                 multi: MultiProgress::new(),
-                patches: None,
-                tiles: None,
+                slides: BTreeMap::new(),
             }),
             last_log: Mutex::new(Instant::now() - Duration::from_secs(60)),
         }
@@ -97,46 +103,54 @@ impl ProgressDisplay {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match e {
             ProgressEvent::SlideStarted {
+                slide,
                 path,
                 patches,
                 tiles,
-                ..
             } => {
                 let _ = bars.multi.println(format!("{}", path.display()));
                 let p = Self::bar(&bars.multi, *patches, "patches");
                 let t = Self::bar(&bars.multi, *tiles as u64, "tiles");
-                bars.patches = Some(p);
-                bars.tiles = Some(t);
+                bars.slides.insert(
+                    *slide,
+                    SlideBars {
+                        patches: p,
+                        tiles: t,
+                    },
+                );
             }
-            ProgressEvent::PatchesDone { done, .. } => {
-                if let Some(b) = &bars.patches {
-                    b.set_position(*done);
+            ProgressEvent::PatchesDone { slide, done, .. } => {
+                if let Some(b) = bars.slides.get(slide) {
+                    b.patches.set_position(*done);
                 }
             }
-            ProgressEvent::TilesDone { done, nuclei, .. } => {
-                if let Some(b) = &bars.tiles {
-                    b.set_position(*done as u64);
-                    b.set_message(format!("{nuclei} nuclei"));
+            ProgressEvent::TilesDone {
+                slide,
+                done,
+                nuclei,
+                ..
+            } => {
+                if let Some(b) = bars.slides.get(slide) {
+                    b.tiles.set_position(*done as u64);
+                    b.tiles.set_message(format!("{nuclei} nuclei"));
                 }
             }
-            ProgressEvent::SlideFinished { summary, .. } => {
-                for b in [bars.patches.take(), bars.tiles.take()]
-                    .into_iter()
-                    .flatten()
-                {
-                    b.finish();
+            ProgressEvent::SlideFinished { slide, summary } => {
+                if let Some(b) = bars.slides.remove(slide) {
+                    b.patches.finish();
+                    b.tiles.finish();
                 }
                 let _ = bars.multi.println(format!(
-                    "  done: {} nuclei in {:.1} s",
-                    summary.nuclei, summary.wall_s
+                    "  done: {} nuclei in {:.1} s ({})",
+                    summary.nuclei,
+                    summary.wall_s,
+                    summary.path.display()
                 ));
             }
-            ProgressEvent::SlideFailed { path, error, .. } => {
-                for b in [bars.patches.take(), bars.tiles.take()]
-                    .into_iter()
-                    .flatten()
-                {
-                    b.abandon();
+            ProgressEvent::SlideFailed { slide, path, error } => {
+                if let Some(b) = bars.slides.remove(slide) {
+                    b.patches.abandon();
+                    b.tiles.abandon();
                 }
                 let _ = bars
                     .multi

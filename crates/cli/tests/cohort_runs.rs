@@ -370,4 +370,40 @@ fn a_run_killed_in_the_middle_of_a_slide_resumes_with_the_same_outputs() {
         !killed.join("out/.mtseg/s0.checkpoint").exists(),
         "the checkpoint is removed once the slide is done"
     );
+
+    // a checkpoint made with another result key is ignored, with a message naming the key
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let first = config(
+        &other,
+        "run.toml",
+        &manifest,
+        io,
+        "[pipeline]\ncheckpoint_every_s = 0\n",
+    );
+    let child = command(&first, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    kill_at(child, 0.6);
+    let second = config(
+        &other,
+        "run2.toml",
+        &manifest,
+        "tile_shape = 500",
+        "[pipeline]\ncheckpoint_every_s = 0\n",
+    );
+    let o = run(&second, &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("ignoring the checkpoint") && stderr.contains("io.tile_shape"),
+        "{stderr}"
+    );
+    let finished = events(&o)
+        .into_iter()
+        .find(|e| e["event"] == "slide_finished")
+        .unwrap();
+    assert!(finished["resumed_at_row"].is_null(), "{finished}");
 }

@@ -177,7 +177,7 @@ pub struct PipelineConfig {
     /// Whether a slide's run writes resume checkpoints (`checkpoint`, default true).
     pub checkpoint: bool,
     /// Time between resume checkpoints inside a slide (`checkpoint_every_s`, seconds >= 0,
-    /// default 30 s); zero = at every post-processing band. Unused when `checkpoint` is false.
+    /// default 10 s); zero = at every post-processing band. Unused when `checkpoint` is false.
     pub checkpoint_every: Duration,
 }
 
@@ -1077,7 +1077,7 @@ impl Resolver<'_> {
                 Duration::try_from_secs_f64(s)
                     .map_err(|_| self.err(v, key, format!("{s} seconds is too long")))?
             }
-            None => Duration::from_secs(30),
+            None => Duration::from_secs(10),
         };
         Ok(PipelineConfig {
             memory_limit,

@@ -497,7 +497,7 @@ fn worker_and_checkpoint_keys_have_documented_defaults() {
     let p = pipeline("").unwrap().pipeline;
     assert_eq!(p.workers, 0);
     assert!(p.checkpoint);
-    assert_eq!(p.checkpoint_every, Duration::from_secs(30));
+    assert_eq!(p.checkpoint_every, Duration::from_secs(10));
     let p = pipeline("workers = 3\ncheckpoint = false\ncheckpoint_every_s = 2.5")
         .unwrap()
         .pipeline;

@@ -19,6 +19,13 @@
 //! A failing slide is reported ([`RunSummary::failed`]) and the others go on; the outputs of a
 //! slide appear under their final names only when the slide is complete.
 //!
+//! Cohorts: each slide's state lives in `<output dir>/.mtseg/` (a lock held while a process
+//! works on it, records of done and failed attempts with the [`ResultKeys`] its outputs were made
+//! with, and resume checkpoints), so a rerun skips complete slides, two processes never work on
+//! one slide, a killed slide resumes from its last checkpoint with identical outputs, and
+//! [`cohort_status`] reads where every slide stands. [`Engine::with_slides`] runs a shard,
+//! [`Engine::with_workers`] one model per device pulling slides from one queue.
+//!
 //! ```no_run
 //! use mtseg_io_config::RunConfig;
 //! use mtseg_pipeline::{Engine, MemoryOutputs, ModelFactory, ModelProvider, NoProgress};
