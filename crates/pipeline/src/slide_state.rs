@@ -33,7 +33,9 @@ pub(crate) const STATE_DIR: &str = ".mtseg";
 
 /// The config keys that change results, with the weights' sha256 and the engine version, by
 /// name. Two runs with equal keys write the same outputs for a slide; speed and memory settings
-/// (threads, memory limit, batch size, device, workers, queues) are not among them.
+/// (threads, memory limit, batch size, device, workers, queues) are not among them, nor is the
+/// slide's directory: its file name is (a cohort moved to another mount keeps its outputs; the
+/// slide file's size and time also guard resume checkpoints).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ResultKeys(pub BTreeMap<String, Value>);
@@ -49,7 +51,14 @@ impl ResultKeys {
             k.insert(key.to_string(), v);
         };
         put("engine_version", env!("CARGO_PKG_VERSION").into());
-        put("slide", slide.path.display().to_string().into());
+        put(
+            "slide_file",
+            slide
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .into(),
+        );
         put(
             "model.architecture",
             format!("{:?}", cfg.model.architecture).into(),
@@ -634,6 +643,18 @@ mod tests {
         // a listed output gone: processed again
         std::fs::remove_file(&out).unwrap();
         assert_eq!(completion(&c, slide, &keys), Completion::Absent);
+    }
+
+    #[test]
+    fn a_slide_moved_to_another_directory_keeps_its_keys_another_file_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path(), "");
+        let keys = |p: &str| ResultKeys::of(&c, &SlideInput::new(p), Some("abc"));
+        assert_eq!(keys("/scratch/a/s1.svs"), keys("/project/b/s1.svs"));
+        let (key, _, _) = keys("/scratch/a/s1.svs")
+            .first_difference(&keys("/scratch/a/s1.tif"))
+            .unwrap();
+        assert_eq!(key, "slide_file");
     }
 
     #[test]
