@@ -175,17 +175,20 @@ fn prepare<'p>(job: &SlideJob<'_>, plan: &'p SlidePlan) -> Result<Stages<'p>, Sl
         slide: slide(),
         source: Box::new(source),
     };
-    let new_driver = || {
-        StreamingTileMode::new(
-            canvas,
+    // a new driver, or (with a checkpoint) one that resumes where a killed run stopped
+    let driver = |checkpoint: Option<MergeCheckpoint>| {
+        let (tiles, margin, np_hv) = (
             layout.tiles.clone(),
             u64::from(cfg.io.margin),
             np_hv_params(cfg),
-            TiaToolboxCompat::OFF,
-            maps,
-        )
-        .map_err(merge_err)
+        );
+        let compat = TiaToolboxCompat::OFF;
+        match checkpoint {
+            None => StreamingTileMode::new(canvas, tiles, margin, np_hv, compat, maps),
+            Some(c) => StreamingTileMode::resume(canvas, tiles, margin, np_hv, compat, maps, c),
+        }
     };
+    let new_driver = || driver(None).map_err(merge_err);
     let state_err = |source| SlideError::State {
         slide: slide(),
         source,
@@ -218,18 +221,7 @@ fn prepare<'p>(job: &SlideJob<'_>, plan: &'p SlidePlan) -> Result<Stages<'p>, Sl
         Some(r) => {
             let resumed = serde_json::from_value::<MergeCheckpoint>(r.merge.clone())
                 .map_err(|e| e.to_string())
-                .and_then(|m| {
-                    StreamingTileMode::resume(
-                        canvas,
-                        layout.tiles.clone(),
-                        u64::from(cfg.io.margin),
-                        np_hv_params(cfg),
-                        TiaToolboxCompat::OFF,
-                        maps,
-                        m,
-                    )
-                    .map_err(|e| e.to_string())
-                });
+                .and_then(|m| driver(Some(m)).map_err(|e| e.to_string()));
             match resumed {
                 Ok(d) => {
                     tracing::info!(slide = %job.path.display(), row = r.resume_row, nuclei = r.totals.nuclei, "resuming from a checkpoint");

@@ -65,7 +65,7 @@ fn stitch_rows(
 
 /// The stitcher on its thread with bounded channels, patches fed in batches; each item gives
 /// its budget bytes back as it arrives (its values are kept).
-fn stitch_rows_threaded(
+pub(crate) fn stitch_rows_threaded(
     params: StitchParams,
     patches: Vec<PatchPrediction>,
     capacity: usize,

@@ -3,14 +3,13 @@
 
 use std::collections::HashMap;
 
-use crossbeam_channel::bounded;
 use proptest::prelude::*;
 
 use mtseg_stitch::{CanvasPlan, MemoryBudget, PatchPrediction, Size2, StitchParams, Stitcher};
 
 use super::reference::{Canvas, tiatoolbox_stitch, whole_canvas_stitch};
 use super::strategies::{Case, arrival_order, case};
-use super::synthetic::{assemble, noisy_model, params, spawn_rows, stitch_all};
+use super::synthetic::{assemble, noisy_model, params, stitch_all};
 
 struct Problem {
     grid: super::synthetic::Grid,
@@ -45,8 +44,8 @@ fn in_order(p: &Problem, order: &[usize]) -> Vec<PatchPrediction> {
         .collect()
 }
 
-/// Run the stitcher on its thread with bounded channels; feed `patches` in batches. Each item
-/// gives its budget bytes back as it arrives (its values are kept).
+/// Run the stitcher on its thread with bounded channels; feed `patches` in batches
+/// ([`super::first_row::stitch_rows_threaded`]) and assemble the rows.
 fn run_rows_threaded(
     params: StitchParams,
     patches: Vec<PatchPrediction>,
@@ -54,23 +53,7 @@ fn run_rows_threaded(
     batch: usize,
 ) -> Canvas {
     let plan = params.plan.clone();
-    let (in_tx, in_rx) = bounded::<Vec<PatchPrediction>>(capacity);
-    let (out_tx, out_rx) = bounded(capacity);
-    let stage = spawn_rows(Stitcher::new(params).unwrap(), in_rx, out_tx, None);
-    let producer = std::thread::spawn(move || {
-        for chunk in patches.chunks(batch) {
-            in_tx.send(chunk.to_vec()).unwrap();
-        }
-    });
-    let rows: Vec<_> = out_rx
-        .iter()
-        .map(|mut rows| {
-            drop(rows.memory.take());
-            rows
-        })
-        .collect();
-    producer.join().unwrap();
-    stage.join().unwrap().unwrap();
+    let (rows, _) = super::first_row::stitch_rows_threaded(params, patches, capacity, batch);
     assemble(&plan, &rows)
 }
 
