@@ -252,8 +252,7 @@ impl<'a> Engine<'a> {
                     self.fail(shared, index, path, &e);
                     continue;
                 }
-                let t = Instant::now();
-                let Some((lock, paths, keys)) = self.claim(shared, index, t) else {
+                let Some((lock, paths, keys)) = self.claim(shared, index) else {
                     continue;
                 };
                 let model = model.get_or_insert_with(|| LoadedModel::load(provider, capacity));
@@ -301,8 +300,8 @@ impl<'a> Engine<'a> {
         &self,
         shared: &Shared<'_>,
         index: usize,
-        t: Instant,
     ) -> Option<(SlideLock, SlideStatePaths, ResultKeys)> {
+        let t = Instant::now();
         let cfg = self.cfg;
         let slide = &cfg.input.slides[index];
         let path = &slide.path;
@@ -403,10 +402,9 @@ impl<'a> Engine<'a> {
 
     /// Patch mode: the images of `todo` that this process can lock, through one model.
     fn run_patch(&self, shared: &Shared<'_>, todo: &[usize]) {
-        let t = Instant::now();
         let mut claimed = Vec::new();
         for &index in todo {
-            if let Some(c) = self.claim(shared, index, t) {
+            if let Some(c) = self.claim(shared, index) {
                 claimed.push((index, c));
             }
         }

@@ -32,7 +32,7 @@ use mtseg_postproc::{LayerRegion, NucleusInstance};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::slide_state::ResultKeys;
+use crate::slide_state::{ResultKeys, io_context, write_durably};
 
 const ITEMS: &str = "items.jsonl";
 const STATE: &str = "state.json";
@@ -123,8 +123,17 @@ struct CheckpointState {
     totals: CheckpointTotals,
 }
 
-/// One line of the items log.
-#[derive(Debug, Serialize, Deserialize)]
+/// One line of the items log, as written (borrowed: no copy of the instance).
+#[derive(Serialize)]
+enum LoggedItemRef<'a> {
+    /// A final nucleus.
+    N(&'a MergedItem<NucleusInstance>),
+    /// A final layer polygon.
+    L(&'a MergedItem<LayerRegion>),
+}
+
+/// One line of the items log, as read back (the same JSON as [`LoggedItemRef`]).
+#[derive(Debug, Deserialize)]
 enum LoggedItem {
     /// A final nucleus (slide coordinates).
     N(MergedItem<NucleusInstance>),
@@ -145,6 +154,8 @@ pub(crate) struct Resume {
     pub(crate) layers: Vec<MergedItem<LayerRegion>>,
     /// The totals at the checkpoint.
     pub(crate) totals: CheckpointTotals,
+    /// Bytes of the items log the checkpoint covers (the log is cut back to them).
+    items_bytes: u64,
 }
 
 /// Reads the checkpoint in `dir` if it fits `identity`. A missing checkpoint is `None`; one
@@ -183,6 +194,7 @@ pub(crate) fn load(dir: &Path, identity: &CheckpointIdentity) -> Option<Resume> 
             nuclei,
             layers,
             totals: state.totals,
+            items_bytes: state.items_bytes,
         }),
         Err(e) => ignore(format!("its items log: {e}")),
     }
@@ -241,28 +253,19 @@ impl CheckpointWriter {
         every: Duration,
         resume: Option<&Resume>,
     ) -> std::io::Result<Self> {
-        let ctx = |e: std::io::Error, what: &str, p: &Path| {
-            std::io::Error::new(e.kind(), format!("cannot {what} {}: {e}", p.display()))
-        };
         let keep = match resume {
-            Some(_) => {
-                serde_json::from_slice::<CheckpointState>(
-                    &std::fs::read(dir.join(STATE)).map_err(|e| ctx(e, "read", dir))?,
-                )
-                .map_err(std::io::Error::other)?
-                .items_bytes
-            }
+            Some(r) => r.items_bytes,
             None => {
                 match std::fs::remove_dir_all(dir) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(ctx(e, "remove", dir));
+                        return Err(io_context(e, "remove", dir));
                     }
                     _ => {}
                 }
                 0
             }
         };
-        std::fs::create_dir_all(dir).map_err(|e| ctx(e, "create", dir))?;
+        std::fs::create_dir_all(dir).map_err(|e| io_context(e, "create", dir))?;
         let path = dir.join(ITEMS);
         let mut file = OpenOptions::new()
             .create(true)
@@ -270,10 +273,11 @@ impl CheckpointWriter {
             .read(true)
             .write(true)
             .open(&path)
-            .map_err(|e| ctx(e, "open", &path))?;
-        file.set_len(keep).map_err(|e| ctx(e, "truncate", &path))?;
+            .map_err(|e| io_context(e, "open", &path))?;
+        file.set_len(keep)
+            .map_err(|e| io_context(e, "truncate", &path))?;
         file.seek(std::io::SeekFrom::End(0))
-            .map_err(|e| ctx(e, "seek", &path))?;
+            .map_err(|e| io_context(e, "seek", &path))?;
         Ok(Self {
             dir: dir.to_path_buf(),
             identity,
@@ -296,7 +300,7 @@ impl CheckpointWriter {
         layers: &[MergedItem<LayerRegion>],
     ) -> std::io::Result<()> {
         let mut line = Vec::with_capacity(512);
-        let mut put = |item: &LoggedItem, w: &mut Self| -> std::io::Result<()> {
+        let mut put = |item: &LoggedItemRef<'_>, w: &mut Self| -> std::io::Result<()> {
             line.clear();
             serde_json::to_writer(&mut line, item).map_err(std::io::Error::other)?;
             line.push(b'\n');
@@ -305,10 +309,10 @@ impl CheckpointWriter {
             Ok(())
         };
         for n in nuclei {
-            put(&LoggedItem::N(n.clone()), self)?;
+            put(&LoggedItemRef::N(n), self)?;
         }
         for l in layers {
-            put(&LoggedItem::L(l.clone()), self)?;
+            put(&LoggedItemRef::L(l), self)?;
         }
         Ok(())
     }
@@ -331,16 +335,13 @@ impl CheckpointWriter {
     ) -> std::io::Result<()> {
         let t = Instant::now();
         let items_path = self.dir.join(ITEMS);
-        let ctx = |e: std::io::Error, what: &str, p: &Path| {
-            std::io::Error::new(e.kind(), format!("cannot {what} {}: {e}", p.display()))
-        };
         self.items
             .flush()
-            .map_err(|e| ctx(e, "write", &items_path))?;
+            .map_err(|e| io_context(e, "write", &items_path))?;
         self.items
             .get_ref()
             .sync_data()
-            .map_err(|e| ctx(e, "fsync", &items_path))?;
+            .map_err(|e| io_context(e, "fsync", &items_path))?;
         let state = CheckpointState {
             format: FORMAT,
             identity: self.identity.clone(),
@@ -349,17 +350,8 @@ impl CheckpointWriter {
             items_bytes: self.items_bytes,
             totals,
         };
-        let path = self.dir.join(STATE);
-        let tmp = self.dir.join(format!(".{STATE}.partial"));
         let bytes = serde_json::to_vec(&state).map_err(std::io::Error::other)?;
-        let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(|e| ctx(e, "write", &path))?;
+        write_durably(&self.dir.join(STATE), &bytes)?;
         self.last = Instant::now();
         self.commits += 1;
         self.commit_time += t.elapsed();

@@ -242,7 +242,8 @@ pub(crate) fn lock_held_elsewhere(paths: &SlideStatePaths) -> bool {
     matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
 }
 
-fn io_context(e: std::io::Error, what: &str, path: &Path) -> std::io::Error {
+/// `e` with what was being done to which path in its message.
+pub(crate) fn io_context(e: std::io::Error, what: &str, path: &Path) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("cannot {what} {}: {e}", path.display()))
 }
 
@@ -253,8 +254,19 @@ fn read_record<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
     serde_json::from_slice(&text).ok()
 }
 
-/// Writes a JSON record under a temporary name, fsyncs it and renames it into place.
+/// Writes a JSON record whole and durably ([`write_durably`]).
 fn write_record<T: Serialize>(path: &Path, record: &T) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+    write_durably(path, &bytes)
+}
+
+/// Writes `bytes` under a temporary name in `path`'s folder (created if missing), fsyncs the
+/// file, renames it into place and fsyncs the folder: at every moment `path` holds the old
+/// content or the new, whole. The temporary file is removed on error.
+///
+/// # Errors
+/// The step that failed, naming the file.
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| io_context(e, "create", dir))?;
     let tmp = dir.join(format!(
@@ -262,17 +274,13 @@ fn write_record<T: Serialize>(path: &Path, record: &T) -> std::io::Result<()> {
         path.file_name().unwrap_or_default().to_string_lossy(),
         std::process::id()
     ));
-    let bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
     let write = || -> std::io::Result<()> {
         use std::io::Write;
         let mut f = File::create(&tmp)?;
-        f.write_all(&bytes)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        File::open(dir)?.sync_all()
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
