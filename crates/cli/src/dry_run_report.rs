@@ -1,7 +1,7 @@
 //! Prints the `--dry-run` plan of every slide.
 
 use mtseg_io_config::{RunConfig, Shard};
-use mtseg_pipeline::{PostprocPlan, SlidePlan, plan_slide};
+use mtseg_pipeline::{PostprocPlan, SlidePlan, cpu_threads, plan_slide, torch_threads};
 
 use crate::exit_codes::Exit;
 
@@ -18,6 +18,12 @@ pub(crate) fn run(cfg: &RunConfig, shard: Option<Shard>, slides: &[usize]) -> Ex
         io.patch_output,
         io.stride,
         io.resolution
+    );
+    println!(
+        "threads: {} for reading, post-processing and writing; libtorch {} on a CPU (OpenMP wait policy {})",
+        cpu_threads(cfg),
+        torch_threads(cfg),
+        std::env::var("OMP_WAIT_POLICY").unwrap_or_else(|_| "unset: spinning".into())
     );
     if let Some(shard) = shard {
         println!(

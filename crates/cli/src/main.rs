@@ -5,6 +5,7 @@
 
 mod dry_run_report;
 mod exit_codes;
+mod openmp_wait;
 mod progress_display;
 mod run_report;
 mod status_report;
@@ -86,6 +87,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    openmp_wait::ensure_passive_wait();
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {

@@ -105,6 +105,38 @@ fn dry_run_of_the_shipped_config() {
     }
 }
 
+/// libtorch gets every CPU thread, and the binary restarts itself with
+/// `OMP_WAIT_POLICY=PASSIVE` unless the user set the variable.
+#[test]
+fn libtorch_gets_every_thread_and_waits_passively() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "[model]\npreset = \"hovernet_fast-pannuke\"\n[input]\nslides = [\"data/hgsc_nest.jpg\"]\nmpp = 0.5\n\
+         [pipeline]\nthreads = 3\n",
+    );
+    let dry_run = |policy: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mtseg-pipeline"));
+        cmd.args(["--config", cfg.to_str().unwrap(), "--dry-run"])
+            .current_dir(root())
+            .env_remove("OMP_WAIT_POLICY");
+        if let Some(p) = policy {
+            cmd.env("OMP_WAIT_POLICY", p);
+        }
+        let o = cmd.output().unwrap();
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+        out
+    };
+    let out = dry_run(None);
+    assert!(
+        out.contains("threads: 3 for reading, post-processing and writing; libtorch 3 on a CPU (OpenMP wait policy PASSIVE)"),
+        "{out}"
+    );
+    let out = dry_run(Some("ACTIVE"));
+    assert!(out.contains("(OpenMP wait policy ACTIVE)"), "{out}");
+}
+
 #[test]
 fn dry_run_lists_a_bad_slide_and_goes_on() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@ use tch::{Kind, Tensor};
 use mtseg_types::{HeadKind, HeadSpec};
 
 use crate::errors::InferError;
-use crate::heads::{HeadOutputs, HeadTensor};
+use crate::heads::{HeadTensor, PendingHead, PendingOutputs};
 use crate::model::BatchView;
 
 /// The batch as an NCHW tensor of element type `kind` on `device`, divided by 255 when `scale`
@@ -64,30 +64,33 @@ fn values_4d(t: &Tensor) -> Result<(Vec<f32>, [usize; 4]), InferError> {
 
 /// TIAToolbox `infer_batch` on raw NCHW logits (one per head, in `heads` order): its permute to
 /// NHWC then np = softmax(-1)[..., 1:], hv as is, tp / ls = argmax(softmax(-1), keepdim) as
-/// float32 (see [`nchw_logits_to_nhwc`] for how the CPU path reproduces libtorch's softmax).
-/// Checks each head's shape against `[n, raw_channels, out, out]`.
-pub(crate) fn logits_to_outputs(
+/// float32. Checks each head's shape against `[n, raw_channels, out, out]`.
+///
+/// On a CPU only the logits are copied out here; the per-pixel values are computed by
+/// [`PendingOutputs::finish`] (see [`crate::head_values::nchw_logits_to_nhwc`] for how it
+/// reproduces libtorch's softmax), which the inference thread runs on its transform thread, so
+/// that the forward's thread does nothing else. On an accelerator the transform runs there.
+pub(crate) fn logits_to_pending(
     batch: &BatchView<'_>,
     heads: &[HeadSpec],
     raw: Vec<Tensor>,
     out: usize,
-) -> Result<HeadOutputs, InferError> {
+) -> Result<PendingOutputs, InferError> {
     let n = batch.len();
     if raw.is_empty() && n == 0 {
         let heads = heads
             .iter()
-            .map(|h| HeadTensor {
-                kind: h.kind,
-                shape: [0, out, out, h.kind.output_channels()],
-                data: Vec::new(),
+            .map(|h| {
+                PendingHead::Ready(HeadTensor {
+                    kind: h.kind,
+                    shape: [0, out, out, h.kind.output_channels()],
+                    data: Vec::new(),
+                })
             })
             .collect();
-        return Ok(HeadOutputs {
-            indices: Vec::new(),
-            heads,
-        });
+        return Ok(PendingOutputs::new(Vec::new(), heads));
     }
-    let mut tensors = Vec::with_capacity(heads.len());
+    let mut pending = Vec::with_capacity(heads.len());
     for (h, t) in heads.iter().zip(raw) {
         let expected = vec![n as i64, i64::from(h.raw_channels), out as i64, out as i64];
         if t.size() != expected {
@@ -97,15 +100,16 @@ pub(crate) fn logits_to_outputs(
                 found: t.size(),
             });
         }
-        let (data, shape) = if t.device() == tch::Device::Cpu {
-            // On a CPU: the logits out as they are, TIAToolbox's values computed here (one pass,
-            // no temporaries; ~3x cheaper than libtorch's softmax / argmax / permute on one
-            // thread, and the inference thread is the pipeline's critical path).
-            let (logits, [b, c, y, x]) = values_4d(&t)?;
-            (
-                nchw_logits_to_nhwc(h.kind, &logits, [b, c, y, x]),
-                [b, y, x, h.kind.output_channels()],
-            )
+        pending.push(if t.device() == tch::Device::Cpu {
+            // On a CPU: the logits out as they are (one copy); TIAToolbox's values are computed
+            // later, off this thread (one pass, no temporaries; ~3x cheaper than libtorch's
+            // softmax / argmax / permute on one thread).
+            let (logits, nchw) = values_4d(&t)?;
+            PendingHead::Logits {
+                kind: h.kind,
+                nchw,
+                logits,
+            }
         } else {
             // On an accelerator: softmax / argmax there, over the channel axis before the
             // permute (the same values), only the kept channels come back.
@@ -118,96 +122,21 @@ pub(crate) fn logits_to_outputs(
                     .f_argmax(1, true)?
                     .f_to_kind(Kind::Float)?,
             };
-            values_4d(&t.f_permute([0, 2, 3, 1])?.f_contiguous()?)?
-        };
-        tensors.push(HeadTensor {
-            kind: h.kind,
-            shape,
-            data,
+            let (data, shape) = values_4d(&t.f_permute([0, 2, 3, 1])?.f_contiguous()?)?;
+            PendingHead::Ready(HeadTensor {
+                kind: h.kind,
+                shape,
+                data,
+            })
         });
     }
-    Ok(HeadOutputs {
-        indices: batch.indices().to_vec(),
-        heads: tensors,
-    })
-}
-
-/// One head's NCHW logits (`[n, c, h, w]`, contiguous) to its NHWC outputs as TIAToolbox's
-/// `infer_batch` computes them with libtorch's last-dimension softmax (`softmax_lastdim`): per
-/// pixel `m = max_k x_k`, `e_k = exp(x_k - m)`, `s = e_0 + e_1 + ...` in channel order,
-/// `p_k = e_k * (1 / s)`; np = `p_1`, hv = the logits, tp / ls = the first `k` of largest `p_k`
-/// (ties that the rounding of `p` creates resolve as in torch's `argmax`). The difference left is
-/// `exp` itself (libtorch's softmax uses its own vectorised approximation, the C library's is
-/// correctly rounded): over 10^6 random pixels np differs by at most 1.2e-7 (2.4e-7 for 4
-/// classes) and no argmax differs; one can only where two `p_k` are within an ulp.
-pub(crate) fn nchw_logits_to_nhwc(
-    kind: HeadKind,
-    logits: &[f32],
-    [n, c, h, w]: [usize; 4],
-) -> Vec<f32> {
-    let hw = h * w;
-    debug_assert_eq!(logits.len(), n * c * hw);
-    match kind {
-        HeadKind::Hv => {
-            let mut out = vec![0f32; n * hw * c];
-            for b in 0..n {
-                for k in 0..c {
-                    let plane = &logits[(b * c + k) * hw..(b * c + k + 1) * hw];
-                    let dst = &mut out[b * hw * c..(b + 1) * hw * c];
-                    for (i, &v) in plane.iter().enumerate() {
-                        dst[i * c + k] = v;
-                    }
-                }
-            }
-            out
-        }
-        HeadKind::Np => {
-            let mut out = vec![0f32; n * hw];
-            for b in 0..n {
-                let x0 = &logits[b * c * hw..b * c * hw + hw];
-                let x1 = &logits[(b * c + 1) * hw..(b * c + 2) * hw];
-                for ((o, &a), &v) in out[b * hw..(b + 1) * hw].iter_mut().zip(x0).zip(x1) {
-                    let m = a.max(v);
-                    let (e0, e1) = ((a - m).exp(), (v - m).exp());
-                    *o = e1 * (1.0 / (e0 + e1));
-                }
-            }
-            out
-        }
-        HeadKind::Tp | HeadKind::Ls => {
-            let mut out = vec![0f32; n * hw];
-            let mut e = vec![0f32; c];
-            for b in 0..n {
-                let planes = &logits[b * c * hw..(b + 1) * c * hw];
-                for (i, o) in out[b * hw..(b + 1) * hw].iter_mut().enumerate() {
-                    let mut m = f32::NEG_INFINITY;
-                    for k in 0..c {
-                        m = m.max(planes[k * hw + i]);
-                    }
-                    let mut sum = 0f32;
-                    for (k, ek) in e.iter_mut().enumerate() {
-                        *ek = (planes[k * hw + i] - m).exp();
-                        sum += *ek;
-                    }
-                    let r = 1.0 / sum;
-                    let (mut best, mut best_p) = (0usize, f32::NEG_INFINITY);
-                    for (k, &ek) in e.iter().enumerate() {
-                        let p = ek * r;
-                        if p > best_p {
-                            (best, best_p) = (k, p);
-                        }
-                    }
-                    *o = best as f32;
-                }
-            }
-            out
-        }
-    }
+    Ok(PendingOutputs::new(batch.indices().to_vec(), pending))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::head_values::nchw_logits_to_nhwc;
 
     /// Deterministic logits in about [-6, 6], some pixels with tied channels.
     fn logits(n: usize, c: usize, h: usize, w: usize) -> Vec<f32> {

@@ -132,6 +132,85 @@ impl HeadOutputs {
     }
 }
 
+/// One forward's outputs, possibly before the per-pixel head transform: what
+/// [`crate::Model::forward_pending`] returns. A CPU forward hands over its raw logits, and
+/// [`PendingOutputs::finish`] computes TIAToolbox's values from them (softmax, argmax, NCHW to
+/// NHWC) on whichever thread calls it; the inference thread calls it on a thread of its own, so
+/// that the model's thread runs forwards back to back.
+#[derive(Debug)]
+pub struct PendingOutputs {
+    indices: Vec<u64>,
+    heads: Vec<PendingHead>,
+}
+
+/// One head of [`PendingOutputs`].
+#[derive(Debug)]
+pub(crate) enum PendingHead {
+    /// Already TIAToolbox's values.
+    Ready(HeadTensor),
+    /// Raw NCHW logits, contiguous, `nchw` = `[n, raw channels, height, width]`.
+    #[cfg_attr(not(feature = "torch"), allow(dead_code))]
+    Logits {
+        kind: HeadKind,
+        nchw: [usize; 4],
+        logits: Vec<f32>,
+    },
+}
+
+impl PendingOutputs {
+    /// Outputs of the batch with patch `indices`, head by head in the model's order.
+    #[cfg_attr(not(feature = "torch"), allow(dead_code))]
+    pub(crate) fn new(indices: Vec<u64>, heads: Vec<PendingHead>) -> Self {
+        Self { indices, heads }
+    }
+
+    /// Number of patches in the batch.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// Whether the batch is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+
+    /// The head outputs, with the per-pixel transform done where it was left to do.
+    #[must_use]
+    pub fn finish(self) -> HeadOutputs {
+        let heads = self
+            .heads
+            .into_iter()
+            .map(|h| match h {
+                PendingHead::Ready(t) => t,
+                PendingHead::Logits { kind, nchw, logits } => {
+                    let [n, _, y, x] = nchw;
+                    HeadTensor {
+                        kind,
+                        shape: [n, y, x, kind.output_channels()],
+                        data: crate::head_values::nchw_logits_to_nhwc(kind, &logits, nchw),
+                    }
+                }
+            })
+            .collect();
+        HeadOutputs {
+            indices: self.indices,
+            heads,
+        }
+    }
+}
+
+impl From<HeadOutputs> for PendingOutputs {
+    /// Outputs that need no more work.
+    fn from(outputs: HeadOutputs) -> Self {
+        Self {
+            indices: outputs.indices,
+            heads: outputs.heads.into_iter().map(PendingHead::Ready).collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,8 +7,8 @@ use tch::{Kind, Tensor};
 use mtseg_types::{Architecture, HeadSpec};
 
 use crate::errors::{InferError, LoadError};
-use crate::head_transform::{input_tensor, logits_to_outputs, to_nhwc_vec};
-use crate::heads::{HeadOutputs, HeadTensor};
+use crate::head_transform::{input_tensor, logits_to_pending, to_nhwc_vec};
+use crate::heads::{HeadOutputs, HeadTensor, PendingOutputs};
 use crate::hovernet_blocks::{
     Conv, ConvSpec, DenseBlock, ParamSource, ResidualBlock, centre_crop, conv_relu,
     to_channels_last, upsample2x,
@@ -313,14 +313,18 @@ impl Model for HoVerNet {
     }
 
     fn forward(&mut self, batch: BatchView<'_>) -> Result<HeadOutputs, InferError> {
+        self.forward_pending(batch).map(PendingOutputs::finish)
+    }
+
+    fn forward_pending(&mut self, batch: BatchView<'_>) -> Result<PendingOutputs, InferError> {
         check_patch_size(self.input_size(), &batch)?;
         let _guard = tch::no_grad_guard();
         if batch.is_empty() {
-            return logits_to_outputs(&batch, &self.heads, Vec::new(), self.output_size());
+            return logits_to_pending(&batch, &self.heads, Vec::new(), self.output_size());
         }
         let x = input_tensor(&batch, self.device, self.kind, true)?;
         let raw = self.forward_raw(&x)?;
-        logits_to_outputs(&batch, &self.heads, raw, self.output_size())
+        logits_to_pending(&batch, &self.heads, raw, self.output_size())
     }
 }
 

@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use mtseg_types::HeadSpec;
 
 use crate::errors::{InferError, LoadError};
-use crate::heads::HeadOutputs;
+use crate::heads::{HeadOutputs, PendingOutputs};
 use mtseg_types::PatchBatch;
 
 use crate::model::{BatchView, Model};
@@ -84,7 +84,10 @@ impl InferenceThread {
         let (ready_tx, ready_rx) = bounded(1);
         let handle = std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || run(make_model, &ready_tx, &jobs_rx))
+            .spawn({
+                let name = name.to_owned();
+                move || run(make_model, &ready_tx, &jobs_rx, &name, capacity)
+            })
             .map_err(|e| LoadError::Thread {
                 detail: e.to_string(),
             })?;
@@ -211,7 +214,18 @@ impl Drop for InferenceThread {
 
 type Ready = Result<(Vec<HeadSpec>, usize, usize), LoadError>;
 
-fn run<F>(make_model: F, ready: &Sender<Ready>, jobs: &Receiver<Job>)
+/// A forward's result on its way to the transform thread.
+struct Transform {
+    pending: Result<PendingOutputs, InferError>,
+    indices: Vec<u64>,
+    reply: Sender<BatchResult>,
+}
+
+/// The thread's body: builds the model, then runs the forwards one after the other and hands
+/// each result to a second thread, `<name>-heads`, which does the per-pixel head transform
+/// ([`PendingOutputs::finish`]), checks the outputs against the batch and replies. The two
+/// queues keep the sending order. (Without that thread the transform runs here.)
+fn run<F>(make_model: F, ready: &Sender<Ready>, jobs: &Receiver<Job>, name: &str, capacity: usize)
 where
     F: FnOnce() -> Result<Box<dyn Model>, LoadError>,
 {
@@ -229,22 +243,51 @@ where
     {
         return;
     }
-    for job in jobs {
-        let t0 = std::time::Instant::now();
-        let result = BatchView::of(&job.batch)
-            .and_then(|v| model.forward(v))
-            .and_then(|out| {
-                out.check(&heads, &job.batch.indices, output_size)
-                    .map(|()| out)
-            });
-        tracing::debug!(
-            patches = job.batch.indices.len(),
-            ms = t0.elapsed().as_millis() as u64,
-            "batch forward"
-        );
+    let finish = |t: Transform| {
+        let result = t.pending.and_then(|p| {
+            let out = p.finish();
+            out.check(&heads, &t.indices, output_size).map(|()| out)
+        });
         // A session that hung up loses its result; the others go on.
-        let _ = job.reply.send(result);
-    }
+        let _ = t.reply.send(result);
+    };
+    std::thread::scope(|s| {
+        let (to_heads, heads_rx) = bounded::<Transform>(capacity);
+        let transformer = std::thread::Builder::new()
+            .name(format!("{name}-heads"))
+            .spawn_scoped(s, move || heads_rx.into_iter().for_each(finish));
+        let mut to_heads = match transformer {
+            Ok(_) => Some(to_heads),
+            Err(e) => {
+                tracing::warn!(error = %e, "no head transform thread: transforming on the model's thread");
+                None
+            }
+        };
+        for job in jobs {
+            let t0 = std::time::Instant::now();
+            let pending = BatchView::of(&job.batch).and_then(|v| model.forward_pending(v));
+            tracing::debug!(
+                patches = job.batch.indices.len(),
+                ms = t0.elapsed().as_millis() as u64,
+                "batch forward"
+            );
+            let t = Transform {
+                pending,
+                indices: job.batch.indices,
+                reply: job.reply,
+            };
+            match &to_heads {
+                Some(tx) => {
+                    if let Err(e) = tx.send(t) {
+                        // the transform thread died (a panic): finish here from now on
+                        to_heads = None;
+                        finish(e.into_inner());
+                    }
+                }
+                None => finish(t),
+            }
+        }
+    });
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -257,7 +300,7 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::heads::HeadTensor;
+    use crate::heads::{HeadTensor, PendingOutputs};
     use crate::model::BatchView;
     use mtseg_types::HeadKind;
     use mtseg_types::Size2;
@@ -294,6 +337,83 @@ mod tests {
 
     fn fake() -> Result<Box<dyn Model>, LoadError> {
         Ok(Box::new(Fake(vec![HeadSpec::new(HeadKind::Np, 2)])))
+    }
+
+    /// Hands over np logits (2 channels, 1 x 1 px): channel 1 = the red of the first pixel,
+    /// channel 0 = 0, and records which thread called it.
+    struct Logits(Vec<HeadSpec>, std::sync::mpsc::Sender<String>);
+    impl Model for Logits {
+        fn heads(&self) -> &[HeadSpec] {
+            &self.0
+        }
+        fn input_size(&self) -> usize {
+            1
+        }
+        fn output_size(&self) -> usize {
+            1
+        }
+        fn forward(&mut self, b: BatchView<'_>) -> Result<HeadOutputs, InferError> {
+            self.forward_pending(b).map(PendingOutputs::finish)
+        }
+        fn forward_pending(&mut self, b: BatchView<'_>) -> Result<PendingOutputs, InferError> {
+            let name = std::thread::current().name().unwrap_or("").to_owned();
+            let _ = self.1.send(name);
+            let n = b.len();
+            let mut logits = vec![0f32; 2 * n];
+            for (i, p) in b.pixels().chunks(3).enumerate() {
+                logits[2 * i + 1] = f32::from(p[0]);
+            }
+            Ok(PendingOutputs::new(
+                b.indices().to_vec(),
+                vec![crate::heads::PendingHead::Logits {
+                    kind: HeadKind::Np,
+                    nchw: [n, 2, 1, 1],
+                    logits,
+                }],
+            ))
+        }
+    }
+
+    /// The forward's logits are turned into head values (and checked) after the forward, in
+    /// sending order, and the forwards run on the model's thread.
+    #[test]
+    fn pending_outputs_are_finished_in_order() {
+        let (names_tx, names) = std::sync::mpsc::channel();
+        let t = InferenceThread::spawn("infer-pending", 2, move || {
+            Ok(Box::new(Logits(vec![HeadSpec::new(HeadKind::Np, 2)], names_tx)) as Box<dyn Model>)
+        })
+        .unwrap();
+        let (tx, rx) = t.session().unwrap();
+        let producer = std::thread::spawn(move || {
+            for i in 0..20u8 {
+                let batch = PatchBatch {
+                    indices: vec![u64::from(i), 100 + u64::from(i)],
+                    boxes: Vec::new(),
+                    patch: Size2::new(1, 1),
+                    pixels: vec![i % 3, 0, 0, 0, 0, 0],
+                };
+                tx.send(batch).unwrap();
+            }
+        });
+        for i in 0..20u8 {
+            let out = rx.recv().unwrap().unwrap();
+            assert_eq!(out.indices, [u64::from(i), 100 + u64::from(i)]);
+            assert_eq!(out.heads[0].shape, [2, 1, 1, 1]);
+            // softmax([0, x])[1] = 1 / (1 + e^-x); x = 0 gives exactly 0.5
+            let x = f32::from(i % 3);
+            let want = 1.0 / (1.0 + (-x).exp());
+            assert!(
+                (out.heads[0].data[0] - want).abs() < 1e-6,
+                "{i}: {:?}",
+                out.heads[0].data
+            );
+            assert_eq!(out.heads[0].data[1], 0.5);
+        }
+        producer.join().unwrap();
+        drop(t);
+        let names: Vec<String> = names.iter().collect();
+        assert_eq!(names.len(), 20);
+        assert!(names.iter().all(|n| n == "infer-pending"), "{names:?}");
     }
 
     #[test]

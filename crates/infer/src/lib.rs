@@ -75,6 +75,7 @@
 #[cfg(feature = "torch")]
 mod device;
 mod errors;
+mod head_values;
 mod heads;
 mod hovernet_spec;
 mod inference_thread;
@@ -97,7 +98,7 @@ mod load;
 mod torchscript;
 
 pub use errors::{InferError, LoadError};
-pub use heads::{HeadOutputs, HeadTensor};
+pub use heads::{HeadOutputs, HeadTensor, PendingOutputs};
 pub use inference_thread::{BatchResult, BatchSender, InferenceThread};
 pub use model::{BatchView, Model};
 pub use mtseg_types::{Architecture, Device, HeadKind, HeadSpec, ParseError, Precision};

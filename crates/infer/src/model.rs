@@ -5,7 +5,7 @@ use mtseg_types::HeadSpec;
 use mtseg_types::{PatchBatch, PatchBox};
 
 use crate::errors::InferError;
-use crate::heads::HeadOutputs;
+use crate::heads::{HeadOutputs, PendingOutputs};
 
 /// A borrowed batch of RGB patches: `n` patches of `height` × `width` × 3 bytes, NHWC, contiguous.
 #[derive(Debug, Clone, Copy)]
@@ -154,6 +154,17 @@ pub trait Model {
     /// [`InferError::WrongPatchSize`] for patches of another size; [`InferError::Torch`] when
     /// libtorch fails (e.g. out of memory).
     fn forward(&mut self, batch: BatchView<'_>) -> Result<HeadOutputs, InferError>;
+
+    /// Runs one batch like [`Model::forward`] but may leave the per-pixel head transform to
+    /// [`PendingOutputs::finish`], which the caller can run on another thread (the inference
+    /// thread does: the model's thread then only runs forwards). The default does the whole
+    /// forward; the libtorch models hand over their CPU logits.
+    ///
+    /// # Errors
+    /// As [`Model::forward`].
+    fn forward_pending(&mut self, batch: BatchView<'_>) -> Result<PendingOutputs, InferError> {
+        self.forward(batch).map(PendingOutputs::from)
+    }
 }
 
 /// Checks the patch size of `batch` against `model`'s input size.

@@ -14,8 +14,8 @@ use tch::{CModule, IValue, Kind, Tensor};
 use mtseg_types::{Architecture, HeadSpec};
 
 use crate::errors::{InferError, LoadError};
-use crate::head_transform::{input_tensor, logits_to_outputs};
-use crate::heads::HeadOutputs;
+use crate::head_transform::{input_tensor, logits_to_pending};
+use crate::heads::{HeadOutputs, PendingOutputs};
 use crate::model::{BatchView, Model, check_patch_size};
 
 /// A loaded TorchScript module with declared heads.
@@ -156,14 +156,18 @@ impl Model for TorchScriptModel {
     }
 
     fn forward(&mut self, batch: BatchView<'_>) -> Result<HeadOutputs, InferError> {
+        self.forward_pending(batch).map(PendingOutputs::finish)
+    }
+
+    fn forward_pending(&mut self, batch: BatchView<'_>) -> Result<PendingOutputs, InferError> {
         check_patch_size(self.input_size, &batch)?;
         let _guard = tch::no_grad_guard();
         if batch.is_empty() {
-            return logits_to_outputs(&batch, &self.heads, Vec::new(), self.output_size);
+            return logits_to_pending(&batch, &self.heads, Vec::new(), self.output_size);
         }
         let x = input_tensor(&batch, self.device, self.kind, false)?;
         let out = self.module.forward_is(&[IValue::Tensor(x)])?;
         let raw = self.split_outputs(out)?;
-        logits_to_outputs(&batch, &self.heads, raw, self.output_size)
+        logits_to_pending(&batch, &self.heads, raw, self.output_size)
     }
 }

@@ -72,7 +72,9 @@ mod wsi_stages;
 
 pub use engine::{Engine, RunSummary};
 pub use export_outputs::ExportOutputs;
-pub use model_params::{ModelConfigError, model_params, worker_devices, worker_model_params};
+pub use model_params::{
+    ModelConfigError, cpu_threads, model_params, torch_threads, worker_devices, worker_model_params,
+};
 #[cfg(feature = "torch")]
 pub use model_provider::TorchModelProvider;
 pub use model_provider::{ModelFactory, ModelProvider};

@@ -96,18 +96,22 @@ pub fn worker_model_params(
         .collect()
 }
 
-/// CPU threads of the run: `[pipeline] threads`, or every core when 0.
-pub(crate) fn cpu_threads(cfg: &RunConfig) -> NonZeroUsize {
+/// CPU threads of the run: `[pipeline] threads`, or every core when 0. Reading,
+/// post-processing and writing share them (the run's rayon pool).
+pub fn cpu_threads(cfg: &RunConfig) -> NonZeroUsize {
     NonZeroUsize::new(cfg.pipeline.threads as usize)
         .or_else(|| std::thread::available_parallelism().ok())
         .unwrap_or(NonZeroUsize::MIN)
 }
 
-/// libtorch's intra-op threads: one core is left to reading, stitching and post-processing,
-/// which run alongside the forwards (on 2 cores a forward with 2 threads next to the other
-/// stages was 5x slower than with 1: `scripts/bench-e2e`).
-pub(crate) fn torch_threads(cfg: &RunConfig) -> NonZeroUsize {
-    NonZeroUsize::new(cpu_threads(cfg).get() - 1).unwrap_or(NonZeroUsize::MIN)
+/// libtorch's intra-op threads on the CPU: all of [`cpu_threads`] (shared out among CPU model
+/// workers by [`worker_model_params`]). The forward is the run's critical path on a CPU (96 %
+/// of a HoVer-Net run), so it gets every core, and the other stages run on the same cores in
+/// its gaps: libtorch's OpenMP threads must then wait passively (`OMP_WAIT_POLICY=PASSIVE`,
+/// which the `mtseg-pipeline` binary sets), or their spinning takes the cores the other stages
+/// need and stalls the forward (README, "Threads": measured on 2 cores).
+pub fn torch_threads(cfg: &RunConfig) -> NonZeroUsize {
+    cpu_threads(cfg)
 }
 
 /// HoVer-Net's post-processing constants for the architecture: HoVer-Net+ runs at 0.5 mpp and

@@ -8,7 +8,7 @@ use std::time::Instant;
 use crossbeam_channel::Receiver;
 use mtseg_infer::{
     BatchResult, BatchSender, BatchView, HeadKind, HeadOutputs, HeadSpec, InferError,
-    InferenceThread, LoadError, Model,
+    InferenceThread, LoadError, Model, PendingOutputs,
 };
 
 use crate::busy_clock::BusyClock;
@@ -70,6 +70,12 @@ impl Model for TimedModel {
     fn forward(&mut self, batch: BatchView<'_>) -> Result<HeadOutputs, InferError> {
         let t = Instant::now();
         let r = self.inner.forward(batch);
+        self.clock.add(t.elapsed());
+        r
+    }
+    fn forward_pending(&mut self, batch: BatchView<'_>) -> Result<PendingOutputs, InferError> {
+        let t = Instant::now();
+        let r = self.inner.forward_pending(batch);
         self.clock.add(t.elapsed());
         r
     }

@@ -8,7 +8,7 @@
 //! [`run_stages`] on their threads, and [`finish`] the outputs.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::bounded;
@@ -404,6 +404,8 @@ fn run_stages(job: &SlideJob<'_>, stages: Stages<'_>) -> Result<Ran, SlideError>
     let (export_tx, export_rx) = bounded::<ExportMsg>(capacity);
     let progress = job.progress();
     let replay = resume.as_ref();
+    // Set by the first stage that fails: the reader stops sending batches at once.
+    let stopped = AtomicBool::new(false);
     let (reader_res, stitch_res, postproc_res, export_res) = std::thread::scope(|s| {
         // the session's sender moves to the reader: when reading ends, the session closes
         let reader = s.spawn(|| {
@@ -413,6 +415,7 @@ fn run_stages(job: &SlideJob<'_>, stages: Stages<'_>) -> Result<Ran, SlideError>
                 extract,
                 model_input,
                 job.cancel,
+                &stopped,
                 &read,
                 job.pool,
                 path,
@@ -421,38 +424,45 @@ fn run_stages(job: &SlideJob<'_>, stages: Stages<'_>) -> Result<Ran, SlideError>
         // rows_tx moves to the stitcher: when stitching ends, post-processing sees the end
         let stitcher_thread = s.spawn(|| {
             let rows_tx = rows_tx;
-            stitch_stage(
-                stitcher,
-                store,
-                results,
-                &rows_tx,
-                &layout.grid,
-                total,
-                &stitch,
-                progress,
-                path,
+            stop_on_error(
+                &stopped,
+                stitch_stage(
+                    stitcher,
+                    store,
+                    results,
+                    &rows_tx,
+                    &layout.grid,
+                    total,
+                    &stitch,
+                    progress,
+                    path,
+                ),
             )
         });
         let exporter = s.spawn(|| {
             let mut output = output;
             let r = replay_checkpoint(output.as_mut(), replay, path)
                 .and_then(|()| export_stage(output.as_mut(), &export_rx, &export, path));
+            let r = stop_on_error(&stopped, r);
             drop(export_rx);
             (output, r)
         });
-        let postproc = postproc_stage(
-            driver,
-            Resumed::from(resume.as_ref(), overlay.as_ref()),
-            checkpoints,
-            &rows_rx,
-            &export_tx,
-            &heads,
-            origin,
-            overlay.as_ref(),
-            tiles_total,
-            progress,
-            job.pool,
-            path,
+        let postproc = stop_on_error(
+            &stopped,
+            postproc_stage(
+                driver,
+                Resumed::from(resume.as_ref(), overlay.as_ref()),
+                checkpoints,
+                &rows_rx,
+                &export_tx,
+                &heads,
+                origin,
+                overlay.as_ref(),
+                tiles_total,
+                progress,
+                job.pool,
+                path,
+            ),
         );
         drop(rows_rx);
         drop(export_tx);
@@ -495,6 +505,14 @@ fn run_stages(job: &SlideJob<'_>, stages: Stages<'_>) -> Result<Ran, SlideError>
         stitch,
         export,
     })
+}
+
+/// `r`, after setting `stopped` if it is an error.
+fn stop_on_error<T>(stopped: &AtomicBool, r: Result<T, SlideError>) -> Result<T, SlideError> {
+    if r.is_err() {
+        stopped.store(true, Ordering::Relaxed);
+    }
+    r
 }
 
 /// Hands the writers what a killed run had handed them before its checkpoint.

@@ -41,6 +41,10 @@ pub(crate) struct SlideProgress<'a> {
 /// sends each batch, with its patches' places on the slide, to the model. Dropping
 /// `model_input` at the end closes the slide's session.
 ///
+/// It stops at the next batch when `cancel` (Ctrl-C, SIGTERM) or `stopped` (another stage of
+/// this slide failed) is set, so that a failure does not wait for the rest of the slide's
+/// forwards.
+///
 /// Only the reads run on the pool: a stage loop blocks on its channels, and a blocked loop on a
 /// pool thread could be the one a waiting read needs (rayon threads steal work while they wait).
 #[allow(clippy::too_many_arguments)]
@@ -50,6 +54,7 @@ pub(crate) fn read_stage(
     params: ExtractParams,
     model_input: BatchSender,
     cancel: &AtomicBool,
+    stopped: &AtomicBool,
     clock: &BusyClock,
     pool: &rayon::ThreadPool,
     path: &Path,
@@ -59,6 +64,9 @@ pub(crate) fn read_stage(
             return Err(SlideError::Cancelled {
                 slide: path.to_path_buf(),
             });
+        }
+        if stopped.load(Ordering::Relaxed) {
+            return Err(SlideError::Interrupted);
         }
         let t = Instant::now();
         let b = pool.install(|| read_batch(slide, chunk, params))?;
