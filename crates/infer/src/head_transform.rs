@@ -154,6 +154,15 @@ mod tests {
         for i in (0..hw).step_by(7) {
             v[hw + i] = v[i];
         }
+        // near ties (a lead below, at and above the argmax shortcut's 1e-4) between channels 0
+        // and 2 of image 0, on other pixels
+        if c > 2 {
+            for (j, i) in (3..hw).step_by(11).enumerate() {
+                let lead = [3e-5, 1e-4, 1.2e-4, 1e-6][j % 4];
+                v[i] = v[i].abs() + 7.0;
+                v[2 * hw + i] = v[i] - lead;
+            }
+        }
         v
     }
 

@@ -4,11 +4,16 @@
 
 use mtseg_types::HeadKind;
 
+/// A lead of the largest class logit over every other that decides the argmax without the
+/// softmax (see [`nchw_logits_to_nhwc`]).
+const CLEAR_LEAD: f32 = 1e-4;
+
 /// One head's NCHW logits (`[n, c, h, w]`, contiguous) to its NHWC outputs as TIAToolbox's
 /// `infer_batch` computes them with libtorch's last-dimension softmax (`softmax_lastdim`): per
 /// pixel `m = max_k x_k`, `e_k = exp(x_k - m)`, `s = e_0 + e_1 + ...` in channel order,
 /// `p_k = e_k * (1 / s)`; np = `p_1`, hv = the logits, tp / ls = the first `k` of largest `p_k`
-/// (ties that the rounding of `p` creates resolve as in torch's `argmax`). The difference left is
+/// (ties that the rounding of `p` creates resolve as in torch's `argmax`; a class whose logit
+/// leads every other by more than 1e-4 is the argmax without computing `p`). The difference left is
 /// `exp` itself (libtorch's softmax uses its own vectorised approximation, the C library's is
 /// correctly rounded): over 10^6 random pixels np differs by at most 1.2e-7 (2.4e-7 for 4
 /// classes) and no argmax differs; one can only where two `p_k` are within an ulp.
@@ -39,8 +44,13 @@ pub(crate) fn nchw_logits_to_nhwc(
                 let x0 = &logits[b * c * hw..b * c * hw + hw];
                 let x1 = &logits[(b * c + 1) * hw..(b * c + 2) * hw];
                 for ((o, &a), &v) in out[b * hw..(b + 1) * hw].iter_mut().zip(x0).zip(x1) {
-                    let m = a.max(v);
-                    let (e0, e1) = ((a - m).exp(), (v - m).exp());
+                    // exp(x - max) is exactly 1 for the larger logit: one exp per pixel
+                    let d = a - v;
+                    let (e0, e1) = if d <= 0.0 {
+                        (d.exp(), 1.0)
+                    } else {
+                        (1.0, (-d).exp())
+                    };
                     *o = e1 * (1.0 / (e0 + e1));
                 }
             }
@@ -52,10 +62,26 @@ pub(crate) fn nchw_logits_to_nhwc(
             for b in 0..n {
                 let planes = &logits[b * c * hw..(b + 1) * c * hw];
                 for (i, o) in out[b * hw..(b + 1) * hw].iter_mut().enumerate() {
-                    let mut m = f32::NEG_INFINITY;
+                    // The largest logit wins outright when the runner-up is more than
+                    // `CLEAR_LEAD` below it: its probability is then larger by a factor
+                    // exp(CLEAR_LEAD), far beyond any rounding of exp or of the product. Only
+                    // near ties (and NaN / infinite logits) take the softmax below.
+                    let (mut m, mut second, mut top, mut odd) =
+                        (f32::NEG_INFINITY, f32::NEG_INFINITY, 0usize, false);
                     for k in 0..c {
-                        m = m.max(planes[k * hw + i]);
+                        let v = planes[k * hw + i];
+                        odd |= !v.is_finite();
+                        if v > m {
+                            (second, m, top) = (m, v, k);
+                        } else if v > second {
+                            second = v;
+                        }
                     }
+                    if !odd && m - second > CLEAR_LEAD {
+                        *o = top as f32;
+                        continue;
+                    }
+                    let m = (0..c).fold(f32::NEG_INFINITY, |m, k| m.max(planes[k * hw + i]));
                     let mut sum = 0f32;
                     for (k, ek) in e.iter_mut().enumerate() {
                         *ek = (planes[k * hw + i] - m).exp();
