@@ -6,13 +6,13 @@
 //!
 //! ```text
 //! cargo bench -p mtseg-pipeline --features torch --bench forward_rate -- \
-//!     --config FILE [--batches N] [--json FILE]
+//!     --config FILE [--batches N] [--forward-only] [--json FILE]
 //! ```
 //! Reads `N` batches (default 6) of the config's batch size from the first rows of the slide at
 //! the config's resolution (read time is not counted), runs one batch to warm up, then times
 //! `forward_pending` (the forward and the copy of its outputs), the per-pixel head transform
 //! alone (`PendingOutputs::finish`, on another thread in a run) and `forward` (both) over all
-//! batches. Set `OMP_WAIT_POLICY` as
+//! batches (`--forward-only`: not `forward`, for slow models). Set `OMP_WAIT_POLICY` as
 //! the binary does (`PASSIVE`) to measure what a run gets. Prints one JSON object.
 
 use std::path::PathBuf;
@@ -29,12 +29,14 @@ fn main() -> Result<()> {
     let mut config = None;
     let mut batches = 6usize;
     let mut json_out: Option<PathBuf> = None;
+    let mut forward_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--config" => config = args.next().map(PathBuf::from),
             "--batches" => batches = args.next().context("--batches N")?.parse()?,
             "--json" => json_out = args.next().map(PathBuf::from),
+            "--forward-only" => forward_only = true,
             "--bench" => {}
             other => bail!("unknown argument {other} (--config FILE [--batches N] [--json FILE])"),
         }
@@ -101,10 +103,12 @@ fn main() -> Result<()> {
     }
     let transform_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    for px in &pixels[1..] {
-        model.forward(view(px, &indices, side)?)?;
+    if !forward_only {
+        for px in &pixels[1..] {
+            model.forward(view(px, &indices, side)?)?;
+        }
     }
-    let full_s = t.elapsed().as_secs_f64();
+    let full_s = (!forward_only).then(|| t.elapsed().as_secs_f64());
     let patches = (batches * batch_size) as f64;
     let result = json!({
         "config": config.display().to_string(),
@@ -118,7 +122,7 @@ fn main() -> Result<()> {
         "forward_s_per_patch": pending_s / patches,
         "forward_patches_per_s": patches / pending_s,
         "transform_s_per_patch": transform_s / patches,
-        "forward_and_transform_s_per_patch": full_s / patches,
+        "forward_and_transform_s_per_patch": full_s.map(|s| s / patches),
     });
     println!("{result}");
     if let Some(p) = json_out {
