@@ -510,6 +510,11 @@ impl SlideReader for TiffSlide {
         &self.info
     }
 
+    /// Tiles, or strips as wide as the level.
+    fn tile_size(&self, level: usize) -> Option<(u64, u64)> {
+        self.levels.get(level).map(|l| (l.chunk_w, l.chunk_h))
+    }
+
     fn read_level_inside(
         &self,
         level: usize,
