@@ -12,11 +12,17 @@
 //!    tile columns (or tile rows, when the union is one tile wide) read in parallel, each piece
 //!    through [`SlideReader::read_level`] (so padding outside the slide is white as before).
 //!    A group of one box is read as `read_region` reads it.
-//! 4. Cut every box's rectangle from its union and resample it exactly as `read_region` does.
+//! 4. Cut every box's rectangle from the pieces and resample it exactly as `read_region` does.
 //!    Since the level reads crop exactly, the pixels cut are those a direct read returns, and
 //!    so is every image.
 //!
-//! Memory: one union per group at a time per thread; a union is at most [`MAX_UNION_PIXELS`].
+//! This suits backends whose reads cost per pixel read (OpenSlide paints every pixel of a read
+//! through cairo). Backends that copy from decoded tiles kept in memory override
+//! `read_regions`: the TIFF backend decodes each tile of the merged unions once, in parallel,
+//! and then copies every box from its tile cache ([`merged_unions`], [`read_each`]); the
+//! plain-image backend reads every box alone ([`read_each`]), its image being in memory.
+//!
+//! Memory: the pieces of a group at a time per thread; a union is at most [`MAX_UNION_PIXELS`].
 
 use image::RgbImage;
 use rayon::prelude::*;
@@ -143,32 +149,92 @@ fn split_along_tiles(u: Rect, tile: Option<(u64, u64)>) -> Vec<Rect> {
     }
 }
 
-/// Step 3: the union of `g`, its pieces read in parallel.
-fn read_union<S: SlideReader + ?Sized>(slide: &S, g: &Group) -> Result<RgbImage, ReadError> {
-    let u = g.union;
-    let (uw, uh) = ((u.x1 - u.x0) as u32, (u.y1 - u.y0) as u32);
-    let pieces = split_along_tiles(u, slide.tile_size(g.level));
-    if let [only] = pieces.as_slice() {
-        return slide.read_level(g.level, only.x0, only.y0, uw, uh);
-    }
-    let images = pieces
-        .par_iter()
+/// Step 3: the union of `g` as pieces (rectangle, pixels), read in parallel.
+fn read_pieces<S: SlideReader + ?Sized>(
+    slide: &S,
+    g: &Group,
+) -> Result<Vec<(Rect, RgbImage)>, ReadError> {
+    split_along_tiles(g.union, slide.tile_size(g.level))
+        .into_par_iter()
         .map(|p| {
             let (w, h) = ((p.x1 - p.x0) as u32, (p.y1 - p.y0) as u32);
-            slide.read_level(g.level, p.x0, p.y0, w, h)
+            Ok((p, slide.read_level(g.level, p.x0, p.y0, w, h)?))
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut out = RgbImage::new(uw, uh);
-    for (p, img) in pieces.iter().zip(&images) {
-        image::imageops::replace(&mut out, img, p.x0 - u.x0, p.y0 - u.y0);
-    }
-    Ok(out)
+        .collect()
 }
 
-/// Step 4: the level rectangle of `p` cut from `union` (whose top-left is `origin`).
-fn cut(union: &RgbImage, origin: (i64, i64), p: &RegionPlan) -> RgbImage {
-    let (x, y) = ((p.x - origin.0) as u32, (p.y - origin.1) as u32);
-    image::imageops::crop_imm(union, x, y, p.width, p.height).to_image()
+/// Step 4: the level rectangle of `p` cut from the pieces covering it, row by row
+/// (`imageops`' pixel-by-pixel copies would cost as much as painting the pixels).
+fn cut(pieces: &[(Rect, RgbImage)], p: &RegionPlan) -> RgbImage {
+    let r = Rect::of(p);
+    let row = p.width as usize * 3;
+    let mut out = vec![0u8; row * p.height as usize];
+    for (pr, img) in pieces {
+        let (x0, x1) = (r.x0.max(pr.x0), r.x1.min(pr.x1));
+        let (y0, y1) = (r.y0.max(pr.y0), r.y1.min(pr.y1));
+        if x0 >= x1 || y0 >= y1 {
+            continue;
+        }
+        let src_row = img.width() as usize * 3;
+        let n = (x1 - x0) as usize * 3;
+        let (sx, dx) = ((x0 - pr.x0) as usize * 3, (x0 - r.x0) as usize * 3);
+        for y in y0..y1 {
+            let s = (y - pr.y0) as usize * src_row + sx;
+            let d = (y - r.y0) as usize * row + dx;
+            out[d..d + n].copy_from_slice(&img.as_raw()[s..s + n]);
+        }
+    }
+    RgbImage::from_raw(p.width, p.height, out).expect("width * height * 3 bytes")
+}
+
+/// Step 1: every box planned as `read_region` plans it; the first invalid box's error.
+pub(crate) fn plan_all<S: SlideReader + ?Sized>(
+    slide: &S,
+    boxes: &[[i64; 4]],
+    res: Resolution,
+    interpolation: Interpolation,
+) -> Result<Vec<RegionPlan>, ReadError> {
+    boxes
+        .iter()
+        .map(|&b| plan_region(slide, b, res, interpolation))
+        .collect()
+}
+
+/// Every planned box read on its own (as `read_region` reads it), in parallel.
+pub(crate) fn read_each<S: SlideReader + ?Sized>(
+    slide: &S,
+    plans: &[RegionPlan],
+) -> Result<Vec<RgbImage>, ReadError> {
+    plans
+        .par_iter()
+        .map(|p| Ok(p.finish(slide.read_level(p.level, p.x, p.y, p.width, p.height)?)))
+        .collect()
+}
+
+/// The level rectangles (level, x0, y0, x1, y1) that merged groups of `plans` read: the unions
+/// of groups of two or more boxes, clipped to their level (empty ones left out). Backends that
+/// keep decoded tiles (TIFF) decode these tiles once, then read each box from the cache.
+pub(crate) fn merged_unions<S: SlideReader + ?Sized>(
+    slide: &S,
+    plans: &[RegionPlan],
+) -> Vec<(usize, [u64; 4])> {
+    let levels = &slide.info().levels;
+    group_plans(plans, |level| slide.read_crops_exactly(level))
+        .into_iter()
+        .filter(|g| g.members.len() > 1)
+        .filter_map(|g| {
+            let lv = levels.get(g.level)?;
+            let (lw, lh) = (lv.width as i64, lv.height as i64);
+            let u = g.union;
+            let c = [
+                u.x0.clamp(0, lw),
+                u.y0.clamp(0, lh),
+                u.x1.clamp(0, lw),
+                u.y1.clamp(0, lh),
+            ];
+            (c[2] > c[0] && c[3] > c[1]).then(|| (g.level, c.map(|v| v as u64)))
+        })
+        .collect()
 }
 
 /// [`SlideReader::read_regions`] (see the module docs).
@@ -178,27 +244,18 @@ pub(crate) fn read_regions<S: SlideReader + ?Sized>(
     res: Resolution,
     interpolation: Interpolation,
 ) -> Result<Vec<RgbImage>, ReadError> {
-    let plans = boxes
-        .iter()
-        .map(|&b| plan_region(slide, b, res, interpolation))
-        .collect::<Result<Vec<_>, _>>()?;
+    let plans = plan_all(slide, boxes, res, interpolation)?;
     let groups = group_plans(&plans, |level| slide.read_crops_exactly(level));
     let per_group = groups
         .par_iter()
         .map(|g| -> Result<Vec<RgbImage>, ReadError> {
             if let [i] = g.members.as_slice() {
-                let p = &plans[*i];
-                let raw = slide.read_level(p.level, p.x, p.y, p.width, p.height)?;
-                return Ok(vec![p.finish(raw)]);
+                return read_each(slide, &plans[*i..=*i]);
             }
-            let union = read_union(slide, g)?;
-            let origin = (g.union.x0, g.union.y0);
+            let pieces = read_pieces(slide, g)?;
             Ok(g.members
                 .par_iter()
-                .map(|&i| {
-                    let p = &plans[i];
-                    p.finish(cut(&union, origin, p))
-                })
+                .map(|&i| plans[i].finish(cut(&pieces, &plans[i])))
                 .collect())
         })
         .collect::<Result<Vec<_>, _>>()?;

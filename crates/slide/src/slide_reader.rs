@@ -139,7 +139,10 @@ pub trait SlideReader: Send + Sync {
     /// union, split along the level's tiles into pieces read in parallel on the current rayon
     /// pool; each box is then cut from the union and resampled (in parallel). Boxes far apart,
     /// and levels that do not [`read_crops_exactly`](Self::read_crops_exactly), are read one by
-    /// one (in parallel). The images are in the order of `boxes`.
+    /// one (in parallel). The images are in the order of `boxes`. Backends whose reads copy from
+    /// decoded tiles kept in memory do the same with less copying: the TIFF backend decodes each
+    /// tile of the unions once, in parallel, then copies every box from its tile cache; the
+    /// plain-image backend reads every box alone.
     ///
     /// # Errors
     /// The error [`read_region`](Self::read_region) gives for the first box that is invalid
