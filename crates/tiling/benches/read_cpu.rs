@@ -8,7 +8,7 @@
 //!   read at 0.5 mpp (no resampling) by the TIFF backend and by OpenSlide (what `Backend::Auto`
 //!   picks for it): 4 grid rows across the middle.
 //! - `data/cmu_small_region.svs` read at 0.25 mpp by OpenSlide (every patch resampled from a
-//!   129^2 level read, cubic): 4 grid rows across the middle.
+//!   129^2 level read, cubic): 12 grid rows across the middle.
 //!
 //! Every repeat opens the slide afresh (cold tile caches) and reads the same patches; with the
 //! word `warm`, one slide read once before is used instead, so that its caches hold the tiles and
@@ -170,7 +170,7 @@ fn main() {
             path: data.join("cmu_small_region.svs"),
             backend: Backend::OpenSlide,
             resolution: Resolution::Mpp(0.25),
-            rows: 4,
+            rows: 12,
         },
     ];
     println!(
