@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use image::{ImageReader, Limits, RgbImage};
 
-use crate::resolution::{LevelInfo, SlideInfo};
+use crate::region_union;
+use crate::resolution::{LevelInfo, Resolution, SlideInfo};
 use crate::slide_errors::{OpenError, ReadError};
-use crate::slide_reader::SlideReader;
+use crate::slide_reader::{Interpolation, SlideReader};
 
 /// Largest decoded plain image (2 GiB); bigger images belong in a tiled pyramid TIFF.
 const MAX_IMAGE_BYTES: u64 = 2 << 30;
@@ -83,6 +84,18 @@ impl SlideReader for ImageSlide {
 
     fn info(&self) -> &SlideInfo {
         &self.info
+    }
+
+    /// Every box on its own, in parallel: the image is in memory, nothing is decoded, and a
+    /// union would only add a copy.
+    fn read_regions(
+        &self,
+        boxes: &[[i64; 4]],
+        res: Resolution,
+        interpolation: Interpolation,
+    ) -> Result<Vec<RgbImage>, ReadError> {
+        let plans = region_union::plan_all(self, boxes, res, interpolation)?;
+        region_union::read_each(self, &plans)
     }
 
     fn read_level_inside(

@@ -8,6 +8,9 @@
 //!   [`SlideReader::read_region`] of a box at a target [`Resolution`] (mpp, objective power or a
 //!   baseline scale), read from the best pyramid level and resampled exactly as TIAToolbox's
 //!   `read_bounds(..., coord_space="resolution")` computes it; pixels outside the slide are white.
+//!   [`SlideReader::read_regions`] reads many boxes (a batch of overlapping patches) with one
+//!   decode of the level data they share, in parallel (rayon), each image identical to
+//!   `read_region`'s.
 //! - Three backends behind [`open_slide`]: OpenSlide (feature `openslide`, Debian's
 //!   libopenslide), a pure-Rust TIFF reader (tiled or stripped pyramids, JPEG/Deflate/LZW, Aperio
 //!   SVS and libvips pyramids), and plain images (PNG/JPEG/TIFF through `image`, mpp from the
@@ -48,6 +51,7 @@ mod openslide_backend;
 mod pixel_formats;
 #[cfg(feature = "test-utils")]
 pub mod reader_suite;
+mod region_union;
 mod resample;
 mod resolution;
 mod slide_errors;

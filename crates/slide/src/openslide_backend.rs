@@ -16,6 +16,8 @@ pub struct OpenSlideSlide {
     path: PathBuf,
     slide: OpenSlide,
     info: SlideInfo,
+    /// Per level, `openslide.level[N].tile-width` and `-height` when OpenSlide reports them.
+    tiles: Vec<Option<(u64, u64)>>,
 }
 
 impl std::fmt::Debug for OpenSlideSlide {
@@ -104,10 +106,20 @@ impl OpenSlideSlide {
             format: format!("openslide ({vendor})"),
         };
         info.estimate_missing_metadata();
+        let tiles = (0..info.levels.len())
+            .map(|l| {
+                let side = |s: &str| {
+                    property_f64(&slide, &format!("openslide.level[{l}].tile-{s}"))
+                        .map(|v| v as u64)
+                };
+                side("width").zip(side("height"))
+            })
+            .collect();
         Ok(Self {
             path: path.to_path_buf(),
             slide,
             info,
+            tiles,
         })
     }
 }
@@ -119,6 +131,20 @@ impl SlideReader for OpenSlideSlide {
 
     fn info(&self) -> &SlideInfo {
         &self.info
+    }
+
+    /// Level 0, and levels whose downsample is a whole number: OpenSlide takes a location at
+    /// level 0 and divides it by the downsample, so other levels are painted at sub-pixel offsets
+    /// that depend on where a read starts.
+    fn read_crops_exactly(&self, level: usize) -> bool {
+        self.info
+            .levels
+            .get(level)
+            .is_some_and(|l| level == 0 || l.downsample.fract() == 0.0)
+    }
+
+    fn tile_size(&self, level: usize) -> Option<(u64, u64)> {
+        self.tiles.get(level).copied().flatten()
     }
 
     fn read_level_inside(

@@ -128,27 +128,51 @@ pub trait SlideReader: Send + Sync {
         res: Resolution,
         interpolation: Interpolation,
     ) -> Result<RgbImage, ReadError> {
-        let (w, h) = (bounds[2] - bounds[0], bounds[3] - bounds[1]);
-        if w <= 0 || h <= 0 || (w as u64).saturating_mul(h as u64) > MAX_READ_PIXELS {
-            return Err(ReadError::InvalidRequest {
-                path: self.path().to_path_buf(),
-                reason: format!("box {bounds:?} is empty or larger than {MAX_READ_PIXELS} pixels"),
-            });
-        }
-        let plan = self
-            .info()
-            .level_read_for(bounds, res)
-            .map_err(|reason| resolution_error(self.path(), reason))?;
-        let (lw, lh) = (u32::try_from(plan.width), u32::try_from(plan.height));
-        let (Ok(lw), Ok(lh)) = (lw, lh) else {
-            return Err(ReadError::InvalidRequest {
-                path: self.path().to_path_buf(),
-                reason: format!("box {bounds:?} needs an oversized level read"),
-            });
-        };
-        let raw = self.read_level(plan.level, plan.x, plan.y, lw, lh)?;
-        let filter = interpolation.filter((u64::from(lw), u64::from(lh)), (w as u64, h as u64));
-        Ok(resize_image(raw, w as u32, h as u32, filter))
+        let plan = plan_region(self, bounds, res, interpolation)?;
+        let raw = self.read_level(plan.level, plan.x, plan.y, plan.width, plan.height)?;
+        Ok(plan.finish(raw))
+    }
+
+    /// Reads every box of `boxes` as [`read_region`](Self::read_region) does, pixel for pixel,
+    /// decoding the slide data they share once: consecutive boxes whose level reads are close
+    /// (their union is at most 1.5 times their summed area, and at most 16 Mpx) are read as one
+    /// union, split along the level's tiles into pieces read in parallel on the current rayon
+    /// pool; each box is then cut from the union and resampled (in parallel). Boxes far apart,
+    /// and levels that do not [`read_crops_exactly`](Self::read_crops_exactly), are read one by
+    /// one (in parallel). The images are in the order of `boxes`. Backends whose reads copy from
+    /// decoded tiles kept in memory do the same with less copying: the TIFF backend decodes each
+    /// tile of the unions once, in parallel, then copies every box from its tile cache; the
+    /// plain-image backend reads every box alone.
+    ///
+    /// # Errors
+    /// The error [`read_region`](Self::read_region) gives for the first box that is invalid
+    /// (empty, oversized, or a resolution the slide lacks metadata for); otherwise the error of a
+    /// read that failed (a damaged tile), naming the slide.
+    fn read_regions(
+        &self,
+        boxes: &[[i64; 4]],
+        res: Resolution,
+        interpolation: Interpolation,
+    ) -> Result<Vec<RgbImage>, ReadError> {
+        crate::region_union::read_regions(self, boxes, res, interpolation)
+    }
+
+    /// Whether reading any rectangle of `level` gives exactly the pixels of that rectangle cut
+    /// from a read of a larger one. [`read_regions`](Self::read_regions) merges reads of such
+    /// levels only. True unless a backend says otherwise (OpenSlide, for levels it reads at
+    /// sub-pixel offsets).
+    fn read_crops_exactly(&self, level: usize) -> bool {
+        let _ = level;
+        true
+    }
+
+    /// The size (width, height) of the tiles or strips `level` is stored and decoded in, if the
+    /// backend knows it: [`read_regions`](Self::read_regions) splits a union along tile
+    /// boundaries, so that the pieces it reads in parallel do not decode the same tile. `None`
+    /// (the default): the union is read in one piece.
+    fn tile_size(&self, level: usize) -> Option<(u64, u64)> {
+        let _ = level;
+        None
     }
 
     /// The whole slide at `res` (TIAToolbox's `slide_thumbnail`, a baseline-space read that picks
@@ -179,6 +203,74 @@ fn resolution_error(path: &Path, reason: String) -> ReadError {
         path: path.to_path_buf(),
         reason,
     }
+}
+
+/// One box of a [`SlideReader::read_region`]: the level rectangle to read and how to resample it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RegionPlan {
+    /// Pyramid level read.
+    pub(crate) level: usize,
+    /// Top-left of the level rectangle (may be negative: padded white).
+    pub(crate) x: i64,
+    /// Top-left of the level rectangle.
+    pub(crate) y: i64,
+    /// Level rectangle width (at least 1).
+    pub(crate) width: u32,
+    /// Level rectangle height (at least 1).
+    pub(crate) height: u32,
+    /// Output width (the box's width).
+    pub(crate) out_w: u32,
+    /// Output height.
+    pub(crate) out_h: u32,
+    /// Resampling filter from the level rectangle to the output.
+    pub(crate) filter: Filter,
+}
+
+impl RegionPlan {
+    /// The output image from the pixels of the level rectangle (`raw` is `width x height`).
+    pub(crate) fn finish(&self, raw: RgbImage) -> RgbImage {
+        resize_image(raw, self.out_w, self.out_h, self.filter)
+    }
+}
+
+/// Checks `bounds` and computes the level rectangle behind it, as `read_region` reads it.
+pub(crate) fn plan_region<S: SlideReader + ?Sized>(
+    slide: &S,
+    bounds: [i64; 4],
+    res: Resolution,
+    interpolation: Interpolation,
+) -> Result<RegionPlan, ReadError> {
+    let (w, h) = (
+        bounds[2].saturating_sub(bounds[0]),
+        bounds[3].saturating_sub(bounds[1]),
+    );
+    if w <= 0 || h <= 0 || (w as u64).saturating_mul(h as u64) > MAX_READ_PIXELS {
+        return Err(ReadError::InvalidRequest {
+            path: slide.path().to_path_buf(),
+            reason: format!("box {bounds:?} is empty or larger than {MAX_READ_PIXELS} pixels"),
+        });
+    }
+    let plan = slide
+        .info()
+        .level_read_for(bounds, res)
+        .map_err(|reason| resolution_error(slide.path(), reason))?;
+    let (lw, lh) = (u32::try_from(plan.width), u32::try_from(plan.height));
+    let (Ok(lw), Ok(lh)) = (lw, lh) else {
+        return Err(ReadError::InvalidRequest {
+            path: slide.path().to_path_buf(),
+            reason: format!("box {bounds:?} needs an oversized level read"),
+        });
+    };
+    Ok(RegionPlan {
+        level: plan.level,
+        x: plan.x,
+        y: plan.y,
+        width: lw,
+        height: lh,
+        out_w: w as u32,
+        out_h: h as u32,
+        filter: interpolation.filter((u64::from(lw), u64::from(lh)), (w as u64, h as u64)),
+    })
 }
 
 fn resize_image(raw: RgbImage, w: u32, h: u32, filter: Filter) -> RgbImage {

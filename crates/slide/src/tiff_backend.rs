@@ -15,16 +15,19 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use image::RgbImage;
+use rayon::prelude::*;
 use tiff::ColorType;
 use tiff::decoder::{ChunkType, Decoder, DecodingResult, Limits};
 use tiff::tags::{CompressionMethod, PlanarConfiguration, Tag};
 
-use crate::resolution::{SlideInfo, levels_from_sizes};
+use crate::region_union;
+use crate::resolution::{Resolution, SlideInfo, levels_from_sizes};
 use crate::slide_errors::{OpenError, ReadError};
-use crate::slide_reader::SlideReader;
+use crate::slide_reader::{Interpolation, SlideReader};
 
 /// Largest accepted image side (4 Mpx): real slides are at most a few hundred thousand pixels wide.
 const MAX_SIDE: u64 = 1 << 22;
@@ -98,6 +101,8 @@ pub struct TiffSlide {
     levels: Vec<Level>,
     cache: Mutex<ChunkCache>,
     decoders: Mutex<Vec<(usize, TiffDecoder)>>,
+    /// Chunks decoded so far (tests check that reads decode each tile once).
+    decoded: AtomicU64,
 }
 
 impl std::fmt::Debug for TiffSlide {
@@ -279,6 +284,7 @@ impl TiffSlide {
             levels,
             cache: Mutex::new(ChunkCache::default()),
             decoders: Mutex::new(Vec::new()),
+            decoded: AtomicU64::new(0),
         })
     }
 
@@ -383,12 +389,42 @@ impl TiffSlide {
         } else {
             self.decode_chunk_with_tiff(level, index).map_err(err)?
         };
+        self.decoded.fetch_add(1, Ordering::Relaxed);
         let chunk = Arc::new(chunk);
         self.cache
             .lock()
             .expect("cache lock")
             .put((level, index), chunk.clone());
         Ok(chunk)
+    }
+
+    /// Decodes the chunks under the level rectangles `rects` ((level, [x0, y0, x1, y1]), inside
+    /// their levels) that the cache lacks, each once, in parallel; nothing when they would not
+    /// fit in half the cache (they would evict each other before being read).
+    fn decode_tiles_of(&self, rects: &[(usize, [u64; 4])]) -> Result<(), ReadError> {
+        let mut keys = Vec::new();
+        let mut bytes = 0u64;
+        for &(level, [x0, y0, x1, y1]) in rects {
+            let Some(lv) = self.levels.get(level) else {
+                continue;
+            };
+            for cy in y0 / lv.chunk_h..=(y1 - 1) / lv.chunk_h {
+                for cx in x0 / lv.chunk_w..=(x1 - 1) / lv.chunk_w {
+                    keys.push((level, cy * lv.chunks_across + cx));
+                    bytes += lv.chunk_w * lv.chunk_h * 3;
+                }
+            }
+        }
+        if bytes > CACHE_BYTES as u64 / 2 {
+            return Ok(());
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let cache = self.cache.lock().expect("cache lock");
+        keys.retain(|&k| cache.get(k).is_none());
+        drop(cache);
+        keys.par_iter()
+            .try_for_each(|&(level, index)| self.chunk(level, index).map(drop))
     }
 
     fn decode_jpeg_chunk(&self, lv: &Level, index: u64) -> Result<Chunk, String> {
@@ -510,6 +546,26 @@ impl SlideReader for TiffSlide {
         &self.info
     }
 
+    /// Decodes every tile of the unions of neighbouring boxes once, in parallel (so that no two
+    /// boxes decode a shared tile each), then copies each box from the tile cache in parallel,
+    /// as `read_region` would read it. Reading the unions as images, as the default does, would
+    /// only add copies: tiles are decoded once either way, thanks to the cache.
+    fn read_regions(
+        &self,
+        boxes: &[[i64; 4]],
+        res: Resolution,
+        interpolation: Interpolation,
+    ) -> Result<Vec<RgbImage>, ReadError> {
+        let plans = region_union::plan_all(self, boxes, res, interpolation)?;
+        self.decode_tiles_of(&region_union::merged_unions(self, &plans))?;
+        region_union::read_each(self, &plans)
+    }
+
+    /// Tiles, or strips as wide as the level.
+    fn tile_size(&self, level: usize) -> Option<(u64, u64)> {
+        self.levels.get(level).map(|l| (l.chunk_w, l.chunk_h))
+    }
+
     fn read_level_inside(
         &self,
         level: usize,
@@ -562,6 +618,34 @@ mod tests {
         let d = "Aperio Image Library v10.0.50\r\n2220x2967 [0,0 2220x2967] (240x240) JPEG/RGB Q=30|AppMag = 20|StripeWidth = 992|MPP = 0.4990|Left = 25.7";
         assert_eq!(aperio_metadata(d), (Some(0.499), Some(20.0)));
         assert_eq!(aperio_metadata("nothing"), (None, None));
+    }
+
+    #[test]
+    fn a_batch_decodes_each_tile_of_its_union_once() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/cmu_pyramid.tif");
+        let slide = TiffSlide::open(&path).unwrap();
+        assert_eq!(slide.tile_size(0), Some((256, 256)));
+        // Eight 256 px patches every 164 px from (100, 300): level-0 x 100..1504, y 300..556,
+        // tile columns 0..=5 and rows 1..=2, so 12 tiles; 8 patches alone would touch 8 x 4.
+        let boxes: Vec<_> = (0..8)
+            .map(|k| [100 + 164 * k, 300, 356 + 164 * k, 556])
+            .collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        let res = Resolution::Baseline(1.0);
+        let many = pool
+            .install(|| slide.read_regions(&boxes, res, Interpolation::Optimise))
+            .unwrap();
+        assert_eq!(slide.decoded.load(Ordering::Relaxed), 12);
+        for (b, img) in boxes.iter().zip(&many) {
+            assert!(img == &slide.read_region(*b, res, Interpolation::Optimise).unwrap());
+        }
+        // Cached: reading them again decodes nothing.
+        pool.install(|| slide.read_regions(&boxes, res, Interpolation::Optimise))
+            .unwrap();
+        assert_eq!(slide.decoded.load(Ordering::Relaxed), 12);
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //!   every stride from 0 to `ceil(W / stride) * stride`, input boxes centred on them).
 //! - [`select_patches`], [`filter_by_mask`]: TIAToolbox's `filter_coordinates` on the input boxes
 //!   (any tissue pixel keeps a patch), with its exact mask-pixel mapping or ours ([`MaskRule`]).
-//! - [`read_batch`]: one [`PatchBatch`] of selected patches, read in parallel (rayon); the
-//!   pipeline's reader stage calls it batch by batch and sends the batches on.
+//! - [`read_batch`]: one [`PatchBatch`] of selected patches, the slide data they share read once
+//!   ([`SlideReader::read_regions`](mtseg_slide::SlideReader::read_regions)), in parallel
+//!   (rayon); the pipeline's reader stage calls it batch by batch and sends the batches on.
 //! - [`tile_layout`]: full tiles, vertical strips, horizontal strips and cross sections with their
 //!   side flags (TIAToolbox's `_get_tile_info`).
 //!

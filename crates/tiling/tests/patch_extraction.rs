@@ -71,6 +71,44 @@ fn masked_patches_are_read_in_order_and_equal_direct_reads() {
 }
 
 #[test]
+fn batches_over_grid_rows_equal_direct_reads_native_and_enlarged() {
+    // Batches of 8 of the first and last grid rows (padded past the slide's edges) and the
+    // batches that wrap from one row to the next; at 0.25 mpp every patch is enlarged (cubic)
+    // from a 129 px level read, at baseline it is a crop.
+    let slide = svs();
+    for res in [Resolution::Mpp(0.25), Resolution::Baseline(1.0)] {
+        let (w, h) = slide.dimensions_at(res).unwrap();
+        let grid = PatchGridBuilder::new(Size2::new(w, h), Size2::new(256, 256))
+            .patch_output(Size2::new(164, 164))
+            .build()
+            .unwrap();
+        let per_row = grid.len() / grid.rows();
+        let last = grid.rows() - 1;
+        let rows = (0..2 * per_row).chain((last - 1) * per_row..grid.len());
+        let chunk: Vec<_> = rows.map(|i| (i, grid.get(i).unwrap())).collect();
+        let p = ExtractParams {
+            resolution: res,
+            batch_size: 8,
+            ..params()
+        };
+        for batch_chunk in chunk.chunks(8) {
+            let batch = read_batch(slide.as_ref(), batch_chunk, p).unwrap();
+            assert_eq!(batch.indices.len(), batch_chunk.len());
+            for (k, (_, b)) in batch_chunk.iter().enumerate() {
+                let direct = slide
+                    .read_region(b.input, res, Interpolation::Optimise)
+                    .unwrap();
+                assert!(
+                    batch.patch_pixels(k) == direct.as_raw().as_slice(),
+                    "{res:?}: patch {:?} differs",
+                    b.input
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn an_empty_mask_leaves_no_patch() {
     let grid = PatchGridBuilder::new(Size2::new(100, 100), Size2::new(10, 10))
         .build()
