@@ -21,6 +21,7 @@
 //! The file is written in one transaction with the journal off (it is a temporary file, removed
 //! on failure), then committed, closed, synced and renamed by the caller.
 
+use std::cell::RefCell;
 use std::path::Path;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
@@ -40,9 +41,57 @@ pub(crate) struct AnnotationStoreWriter {
     conn: Option<Connection>,
     temp: TempOutput,
     records: u64,
-    wkb: Vec<u8>,
-    /// One zlib compressor, reset for each geometry (creating one costs ~300 KiB of tables).
-    zlib: Compress,
+}
+
+/// One annotation row, computed away from the connection (any thread): everything
+/// [`AnnotationStoreWriter::append`] inserts.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StoreRow {
+    key: String,
+    objtype: &'static str,
+    centroid: [f64; 2],
+    /// zlib of the ISO WKB.
+    blob: Vec<u8>,
+    properties: String,
+    area: f64,
+    /// `[min_x, min_y, max_x, max_y]`.
+    bounds: [f64; 4],
+}
+
+thread_local! {
+    /// One zlib compressor and WKB buffer per thread, reset for each geometry (creating a
+    /// compressor costs ~300 KiB of tables).
+    static ZLIB: RefCell<(Compress, Vec<u8>)> =
+        RefCell::new((Compress::new(Compression::new(9), true), Vec::with_capacity(4096)));
+}
+
+impl StoreRow {
+    /// The row of `geometry` with annotation key `key` and `properties` (Python's compact
+    /// JSON).
+    ///
+    /// # Errors
+    /// A compression error (none is expected for in-memory data).
+    pub(crate) fn new(
+        key: String,
+        geometry: &ValidGeometry,
+        properties: String,
+    ) -> std::io::Result<Self> {
+        let blob = ZLIB.with(|cell| {
+            let (zlib, wkb) = &mut *cell.borrow_mut();
+            wkb.clear();
+            geometry.write_wkb(wkb);
+            zlib_compress(zlib, wkb)
+        })?;
+        Ok(Self {
+            key,
+            objtype: geometry.geom_type(),
+            centroid: geometry.centroid(),
+            blob,
+            properties,
+            area: geometry.area(),
+            bounds: geometry.bounds(),
+        })
+    }
 }
 
 impl AnnotationStoreWriter {
@@ -97,8 +146,6 @@ impl AnnotationStoreWriter {
             conn: Some(conn),
             temp,
             records: 0,
-            wkb: Vec::with_capacity(4096),
-            zlib: Compress::new(Compression::new(9), true),
         })
     }
 
@@ -112,32 +159,28 @@ impl AnnotationStoreWriter {
         self.temp.final_path()
     }
 
+    /// The temporary path (named in errors).
+    pub(crate) fn temp_path(&self) -> &Path {
+        self.temp.temp_path()
+    }
+
     /// Insert one annotation and its rtree row.
-    pub(crate) fn append(
-        &mut self,
-        key: &str,
-        geometry: &ValidGeometry,
-        properties: &str,
-    ) -> Result<(), ExportError> {
+    pub(crate) fn append(&mut self, row: &StoreRow) -> Result<(), ExportError> {
         let path = self.temp.temp_path();
         let conn = self.conn.as_ref().ok_or_else(|| finished(path))?;
-        self.wkb.clear();
-        geometry.write_wkb(&mut self.wkb);
-        let blob = zlib_compress(&mut self.zlib, &self.wkb)
-            .map_err(|e| ExportError::io("compress a geometry for", path, e))?;
-        let [cx, cy] = geometry.centroid();
-        let [min_x, min_y, max_x, max_y] = geometry.bounds();
+        let [cx, cy] = row.centroid;
+        let [min_x, min_y, max_x, max_y] = row.bounds;
         let err = |e| ExportError::sqlite("insert an annotation into", path, e);
         conn.prepare_cached("INSERT INTO annotations VALUES(NULL, ?1, ?2, ?3, ?4, ?5, ?6, ?7)")
             .and_then(|mut s| {
                 s.execute(params![
-                    key,
-                    geometry.geom_type(),
+                    row.key,
+                    row.objtype,
                     cx,
                     cy,
-                    blob,
-                    properties,
-                    geometry.area()
+                    row.blob,
+                    row.properties,
+                    row.area
                 ])
             })
             .map_err(err)?;

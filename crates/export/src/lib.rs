@@ -90,7 +90,14 @@
 //! are streamed, Zarr tables are held one chunk (65 536 rows) at a time, and the dense maps hold
 //! only the shard rows (256 pixel rows each) between the last [`SlideExporter::rows_final`] row
 //! and the lowest row touched, and there only the 256 × 256 tiles a record touched
-//! ([`SlideExporter::map_buffer_bytes`]). SQLite's page cache is 64 MiB.
+//! ([`SlideExporter::map_buffer_bytes`]). SQLite's page cache is 64 MiB. Two steps of 256
+//! records are held prepared (below).
+//!
+//! # Threads
+//! Each record's valid geometry, key, zlib-compressed `.db` row and GeoJSON feature are
+//! computed on the rayon pool (the caller's, else the global one), 256 records at a time, while
+//! the previous 256 are written in order by the calling thread: the files are the same for any
+//! thread count or batching (`benches/million_nuclei.rs` measures the writers, `RESULTS.md`).
 //!
 //! # Errors and atomicity
 //! [`check_outputs`] fails before any work when an output exists without `overwrite` or a

@@ -122,59 +122,21 @@ struct MeasurementsJson {
     area_px: f64,
 }
 
-/// Writes one GeoJSON file.
-#[derive(Debug)]
-pub(crate) struct GeojsonWriter {
-    /// Declared before `temp`: closed before the temporary file is removed on drop.
-    sink: Option<Sink>,
-    temp: TempOutput,
-    records: u64,
-    /// One feature's JSON, written to the sink in one call (the gzip encoder is slow with the
-    /// serialiser's many tiny writes).
-    scratch: Vec<u8>,
-}
+/// One feature's JSON, `,\n` first, serialised away from the writer (any thread) and written
+/// to the sink in one call (the gzip encoder is slow with the serialiser's many tiny writes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FeatureJson(Vec<u8>);
 
-impl GeojsonWriter {
-    /// Create the temporary file and write the collection's header.
-    pub(crate) fn create(final_path: &Path, gzip: bool) -> Result<Self, ExportError> {
-        let temp = TempOutput::new(final_path)?;
-        let file = File::create(temp.temp_path())
-            .map_err(|e| ExportError::io("create", temp.temp_path(), e))?;
-        let buffered = BufWriter::with_capacity(BUFFER_BYTES, file);
-        let mut sink = if gzip {
-            Sink::Gzip(GzEncoder::new(buffered, Compression::default()))
-        } else {
-            Sink::Plain(buffered)
-        };
-        sink.write_all(br#"{"type":"FeatureCollection","features":["#)
-            .map_err(|e| ExportError::io("write", temp.temp_path(), e))?;
-        Ok(Self {
-            sink: Some(sink),
-            temp,
-            records: 0,
-            scratch: Vec::with_capacity(4096),
-        })
-    }
-
-    /// Features written so far.
-    pub(crate) fn records(&self) -> u64 {
-        self.records
-    }
-
-    /// The final path.
-    pub(crate) fn final_path(&self) -> &Path {
-        self.temp.final_path()
-    }
-
-    /// Append one feature.
-    pub(crate) fn append(
-        &mut self,
+impl FeatureJson {
+    /// The feature of `geometry` with id `key`.
+    ///
+    /// # Errors
+    /// A serialisation error (none is expected: every map key is a string).
+    pub(crate) fn new(
         key: &str,
         geometry: &ValidGeometry,
         properties: &FeatureProperties<'_>,
-    ) -> Result<(), ExportError> {
-        let path = self.temp.temp_path();
-        let sink = self.sink.as_mut().ok_or_else(|| finished(path))?;
+    ) -> serde_json::Result<Self> {
         let coordinates = if geometry.polygons.len() == 1 {
             Coordinates::Polygon(&geometry.polygons[0])
         } else {
@@ -202,13 +164,69 @@ impl GeojsonWriter {
                 is_locked: false,
             },
         };
-        self.scratch.clear();
-        self.scratch
-            .extend_from_slice(if self.records == 0 { b"\n" } else { b",\n" });
-        serde_json::to_writer(&mut self.scratch, &feature).map_err(|e| {
-            ExportError::io("serialise a feature for", path, std::io::Error::other(e))
-        })?;
-        sink.write_all(&self.scratch)
+        let mut out = Vec::with_capacity(1024);
+        out.extend_from_slice(b",\n");
+        serde_json::to_writer(&mut out, &feature)?;
+        Ok(Self(out))
+    }
+}
+
+/// Writes one GeoJSON file.
+#[derive(Debug)]
+pub(crate) struct GeojsonWriter {
+    /// Declared before `temp`: closed before the temporary file is removed on drop.
+    sink: Option<Sink>,
+    temp: TempOutput,
+    records: u64,
+}
+
+impl GeojsonWriter {
+    /// Create the temporary file and write the collection's header.
+    pub(crate) fn create(final_path: &Path, gzip: bool) -> Result<Self, ExportError> {
+        let temp = TempOutput::new(final_path)?;
+        let file = File::create(temp.temp_path())
+            .map_err(|e| ExportError::io("create", temp.temp_path(), e))?;
+        let buffered = BufWriter::with_capacity(BUFFER_BYTES, file);
+        let mut sink = if gzip {
+            Sink::Gzip(GzEncoder::new(buffered, Compression::default()))
+        } else {
+            Sink::Plain(buffered)
+        };
+        sink.write_all(br#"{"type":"FeatureCollection","features":["#)
+            .map_err(|e| ExportError::io("write", temp.temp_path(), e))?;
+        Ok(Self {
+            sink: Some(sink),
+            temp,
+            records: 0,
+        })
+    }
+
+    /// Features written so far.
+    pub(crate) fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// The final path.
+    pub(crate) fn final_path(&self) -> &Path {
+        self.temp.final_path()
+    }
+
+    /// The temporary path (named in errors).
+    pub(crate) fn temp_path(&self) -> &Path {
+        self.temp.temp_path()
+    }
+
+    /// Append one feature (made by [`FeatureJson::new`]).
+    pub(crate) fn append(&mut self, feature: &FeatureJson) -> Result<(), ExportError> {
+        let path = self.temp.temp_path();
+        let sink = self.sink.as_mut().ok_or_else(|| finished(path))?;
+        // The first feature goes without the comma.
+        let bytes = if self.records == 0 {
+            &feature.0[1..]
+        } else {
+            &feature.0[..]
+        };
+        sink.write_all(bytes)
             .map_err(|e| ExportError::io("write", path, e))?;
         self.records += 1;
         Ok(())

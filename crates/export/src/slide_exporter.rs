@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 
 use mtseg_instmerge::MergedItem;
 use mtseg_postproc::{LayerRegion, NucleusInstance};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::annotation_keys::annotation_key;
-use crate::annotation_store::AnnotationStoreWriter;
+use crate::annotation_store::{AnnotationStoreWriter, StoreRow};
 use crate::atomic_file::size_on_disk;
 use crate::class_colours::class_colour;
 use crate::export_errors::ExportError;
@@ -16,7 +17,7 @@ use crate::export_names::{Format, Task};
 use crate::export_spec::{ExportSummary, FileSummary, SlideExportSpec, check_outputs};
 use crate::polygon_geometry::{Repair, ValidGeometry};
 use crate::python_json::to_python_json;
-use crate::qupath_geojson::{FeatureProperties, GeojsonWriter};
+use crate::qupath_geojson::{FeatureJson, FeatureProperties, GeojsonWriter};
 use crate::zarr_label_map::ZarrOutputLayout;
 use crate::zarr_output::ZarrOutput;
 
@@ -91,6 +92,141 @@ fn classification(classes: &[String], id: u32) -> (Cow<'_, str>, [u8; 3]) {
         .get(id as usize)
         .map_or_else(|| Cow::Owned(id.to_string()), |n| Cow::Borrowed(n.as_str()));
     (name, class_colour(id, classes.len()))
+}
+
+/// Records per step of [`SlideExporter::write_records`]: the next step is prepared on the rayon
+/// pool while this one is written (small enough to start writing early, large enough for the
+/// pool to split).
+const STEP: usize = 256;
+
+/// A record type the exporter writes: nuclei or layer polygons.
+trait ExportRecord: Sync {
+    /// Its task.
+    const TASK: Task;
+    /// Its contour (processing resolution, slide frame).
+    fn contour(&self) -> &[[i32; 2]];
+    /// Its `.db` properties, Python's compact JSON.
+    fn store_properties(&self, classes: &[String]) -> String;
+    /// What its GeoJSON feature says besides the geometry.
+    fn feature_properties<'a>(&self, classes: &'a [String]) -> FeatureProperties<'a>;
+    /// Add it to a Zarr store (`points` = its contour widened to `i64`).
+    fn write_zarr(
+        &self,
+        zarr: &mut ZarrOutput,
+        id: u64,
+        points: &[[i64; 2]],
+    ) -> Result<(), ExportError>;
+}
+
+impl ExportRecord for NucleusInstance {
+    const TASK: Task = Task::Nuclei;
+
+    fn contour(&self) -> &[[i32; 2]] {
+        &self.contour
+    }
+
+    fn store_properties(&self, classes: &[String]) -> String {
+        to_python_json(&NucleusProperties {
+            bbox: self.bbox,
+            centroid: self.centroid,
+            prob: self.type_prob,
+            class: class_value(classes, self.type_id),
+        })
+    }
+
+    fn feature_properties<'a>(&self, classes: &'a [String]) -> FeatureProperties<'a> {
+        FeatureProperties {
+            object_type: "detection",
+            classification: self.type_id.map(|class| classification(classes, class)),
+            prob: self.type_prob,
+        }
+    }
+
+    fn write_zarr(
+        &self,
+        zarr: &mut ZarrOutput,
+        id: u64,
+        points: &[[i64; 2]],
+    ) -> Result<(), ExportError> {
+        zarr.write_nucleus(id, self, points)
+    }
+}
+
+impl ExportRecord for LayerRegion {
+    const TASK: Task = Task::Layers;
+
+    fn contour(&self) -> &[[i32; 2]] {
+        &self.contour
+    }
+
+    fn store_properties(&self, classes: &[String]) -> String {
+        to_python_json(&LayerProperties {
+            bbox: self.bbox,
+            class: class_value(classes, Some(u32::from(self.type_id))),
+        })
+    }
+
+    fn feature_properties<'a>(&self, classes: &'a [String]) -> FeatureProperties<'a> {
+        FeatureProperties {
+            object_type: "annotation",
+            classification: Some(classification(classes, u32::from(self.type_id))),
+            prob: None,
+        }
+    }
+
+    fn write_zarr(
+        &self,
+        zarr: &mut ZarrOutput,
+        id: u64,
+        points: &[[i64; 2]],
+    ) -> Result<(), ExportError> {
+        zarr.write_layer(id, self, points)
+    }
+}
+
+/// What the preparing threads need to know (owned: the writing side holds the exporter).
+#[derive(Debug)]
+struct Preparer {
+    stem: String,
+    task: Task,
+    scale: [f64; 2],
+    classes: Vec<String>,
+    /// A `.db` takes the records.
+    store: bool,
+    /// A GeoJSON takes the records.
+    geojson: bool,
+}
+
+/// One record made ready for the vector outputs.
+#[derive(Debug)]
+struct Prepared {
+    repair: Repair,
+    /// Polygons of the geometry.
+    parts: usize,
+    row: Option<std::io::Result<StoreRow>>,
+    feature: Option<serde_json::Result<FeatureJson>>,
+}
+
+impl Preparer {
+    /// The geometry, key, `.db` row and GeoJSON feature of record `id` (its contour was
+    /// checked to be non-empty).
+    fn prepare<T: ExportRecord>(&self, id: u64, record: &T) -> Prepared {
+        let geometry = ValidGeometry::from_contour(record.contour(), self.scale)
+            .expect("the contour was checked to be non-empty");
+        let key = annotation_key(&self.stem, self.task, id).to_string();
+        let feature = self
+            .geojson
+            .then(|| FeatureJson::new(&key, &geometry, &record.feature_properties(&self.classes)));
+        let row = self
+            .store
+            .then(|| StoreRow::new(key, &geometry, record.store_properties(&self.classes)));
+        Prepared {
+            repair: geometry.repair,
+            parts: geometry.polygons.len(),
+            row,
+            feature,
+        }
+    }
 }
 
 impl SlideExporter {
@@ -191,14 +327,24 @@ impl SlideExporter {
         saved && self.zarrs.iter().any(|z| z.has(task))
     }
 
-    /// Checks shared by both tasks; returns the contour widened to `i64`.
+    /// The id of the last record of `task` written.
+    fn last_id(&self, task: Task) -> Option<u64> {
+        match task {
+            Task::Nuclei => self.last_nucleus,
+            Task::Layers => self.last_layer,
+        }
+    }
+
+    /// Checks of one record, `pending` records of the batch before it having passed them.
+    #[cfg_attr(not(test), allow(unused_variables))]
     fn check_record(
         &self,
         task: Task,
         id: u64,
         last: Option<u64>,
         contour: &[[i32; 2]],
-    ) -> Result<Vec<[i64; 2]>, ExportError> {
+        pending: u64,
+    ) -> Result<(), ExportError> {
         if id == 0 {
             return Err(self.invalid(task, id, "id 0 is the background of the maps".into()));
         }
@@ -212,14 +358,9 @@ impl SlideExporter {
                 previous,
             });
         }
-        if contour.is_empty() {
+        let Some(top) = contour.iter().map(|p| i64::from(p[1])).min() else {
             return Err(self.invalid(task, id, "the contour has no point".into()));
-        }
-        let points: Vec<[i64; 2]> = contour
-            .iter()
-            .map(|&[x, y]| [i64::from(x), i64::from(y)])
-            .collect();
-        let top = points.iter().map(|p| p[1]).min().unwrap_or(0);
+        };
         if self.final_row > 0 && top < self.final_row as i64 && self.map_saved(task) {
             return Err(ExportError::RowsAlreadyFinal {
                 slide: self.spec.slide_path.clone(),
@@ -231,7 +372,7 @@ impl SlideExporter {
         }
         #[cfg(test)]
         if let Some(n) = self.fail_after {
-            let written = self.nuclei + self.layers;
+            let written = self.nuclei + self.layers + pending;
             if written >= n {
                 return Err(ExportError::io(
                     "write (injected fault)",
@@ -240,36 +381,163 @@ impl SlideExporter {
                 ));
             }
         }
-        Ok(points)
+        if task == Task::Nuclei
+            && self.spec.save_instance_map
+            && id > u64::from(u32::MAX)
+            && self.zarrs.iter().any(|z| z.has(task))
+        {
+            return Err(self.invalid(
+                task,
+                id,
+                "ids above 4294967295 do not fit the u32 instance map".into(),
+            ));
+        }
+        Ok(())
     }
 
-    /// The valid geometry and key of a record, if any vector output wants them.
-    fn geometry(
+    /// How many records of `batch` pass their checks before the first that fails, and that
+    /// failure.
+    fn check_batch<T: ExportRecord>(
+        &self,
+        batch: &[MergedItem<T>],
+    ) -> (usize, Option<ExportError>) {
+        let mut last = self.last_id(T::TASK);
+        for (k, record) in batch.iter().enumerate() {
+            if let Err(e) =
+                self.check_record(T::TASK, record.id, last, record.item.contour(), k as u64)
+            {
+                return (k, Some(e));
+            }
+            last = Some(record.id);
+        }
+        (batch.len(), None)
+    }
+
+    /// What the preparing threads need for records of `task`, or `None` when no `.db` or
+    /// GeoJSON takes them.
+    fn preparer(&self, task: Task) -> Option<Preparer> {
+        let store = self.stores.iter().any(|(t, _)| *t == task);
+        let geojson = self.geojsons.iter().any(|(t, _)| *t == task);
+        (store || geojson).then(|| Preparer {
+            stem: self.spec.stem.clone(),
+            task,
+            scale: self.spec.scale_factor,
+            classes: match task {
+                Task::Nuclei => self.spec.nuclei_classes.clone(),
+                Task::Layers => self.spec.layer_classes.clone(),
+            },
+            store,
+            geojson,
+        })
+    }
+
+    /// Check a batch, then prepare its records' rows and features on the rayon pool, `STEP`
+    /// records at a time, while the previous step's are written in order (so the files are
+    /// the same as written one record at a time). Records before the first failing one are
+    /// written, then its error is returned.
+    fn write_records<T: ExportRecord>(
         &mut self,
-        task: Task,
-        id: u64,
-        contour: &[[i32; 2]],
-    ) -> Option<(ValidGeometry, String)> {
-        let wanted = self.stores.iter().any(|(t, _)| *t == task)
-            || self.geojsons.iter().any(|(t, _)| *t == task);
-        if !wanted {
-            return None;
-        }
-        let geometry = ValidGeometry::from_contour(contour, self.spec.scale_factor)
-            .expect("the contour was checked to be non-empty");
-        match geometry.repair {
-            Repair::None => {}
-            Repair::SplitLoops => {
-                self.split_polygons += 1;
-                tracing::debug!(%task, id, parts = geometry.polygons.len(), "self-touching contour split into its loops");
+        batch: &[MergedItem<T>],
+    ) -> Result<(), ExportError> {
+        let (valid, error) = self.check_batch(batch);
+        let steps: Vec<&[MergedItem<T>]> = batch[..valid].chunks(STEP).collect();
+        match self.preparer(T::TASK) {
+            None => {
+                for step in &steps {
+                    self.write_prepared(step, None)?;
+                }
             }
-            Repair::PixelSquares => {
-                self.pixel_square_polygons += 1;
-                tracing::debug!(%task, id, "degenerate contour replaced by its pixel squares");
+            Some(preparer) => {
+                let prepare = |step: &[MergedItem<T>]| -> Vec<Prepared> {
+                    step.par_iter()
+                        .map(|r| preparer.prepare(r.id, &r.item))
+                        .collect()
+                };
+                let mut ready = steps.first().map(|step| prepare(step));
+                for (k, step) in steps.iter().enumerate() {
+                    let current = ready.take();
+                    let (next, written) = rayon::join(
+                        || steps.get(k + 1).map(|s| prepare(s)),
+                        || self.write_prepared(step, current),
+                    );
+                    written?;
+                    ready = next;
+                }
             }
         }
-        let key = annotation_key(&self.spec.stem, task, id).to_string();
-        Some((geometry, key))
+        error.map_or(Ok(()), Err)
+    }
+
+    /// Write checked records in order, with their prepared rows and features (`None`: no
+    /// `.db` or GeoJSON takes them).
+    fn write_prepared<T: ExportRecord>(
+        &mut self,
+        records: &[MergedItem<T>],
+        prepared: Option<Vec<Prepared>>,
+    ) -> Result<(), ExportError> {
+        let task = T::TASK;
+        let mut prepared = prepared.map(Vec::into_iter);
+        for MergedItem { id, item, .. } in records {
+            let id = *id;
+            if let Some(p) = prepared.as_mut().and_then(Iterator::next) {
+                match p.repair {
+                    Repair::None => {}
+                    Repair::SplitLoops => {
+                        self.split_polygons += 1;
+                        tracing::debug!(%task, id, parts = p.parts, "self-touching contour split into its loops");
+                    }
+                    Repair::PixelSquares => {
+                        self.pixel_square_polygons += 1;
+                        tracing::debug!(%task, id, "degenerate contour replaced by its pixel squares");
+                    }
+                }
+                if let Some(row) = &p.row {
+                    for (_, store) in self.stores.iter_mut().filter(|(t, _)| *t == task) {
+                        let row = row.as_ref().map_err(|e| {
+                            ExportError::io(
+                                "compress a geometry for",
+                                store.temp_path(),
+                                std::io::Error::new(e.kind(), e.to_string()),
+                            )
+                        })?;
+                        store.append(row)?;
+                    }
+                }
+                if let Some(feature) = &p.feature {
+                    for (_, geojson) in self.geojsons.iter_mut().filter(|(t, _)| *t == task) {
+                        let feature = feature.as_ref().map_err(|e| {
+                            ExportError::io(
+                                "serialise a feature for",
+                                geojson.temp_path(),
+                                std::io::Error::other(e.to_string()),
+                            )
+                        })?;
+                        geojson.append(feature)?;
+                    }
+                }
+            }
+            if !self.zarrs.is_empty() {
+                let points: Vec<[i64; 2]> = item
+                    .contour()
+                    .iter()
+                    .map(|&[x, y]| [i64::from(x), i64::from(y)])
+                    .collect();
+                for zarr in &mut self.zarrs {
+                    item.write_zarr(zarr, id, &points)?;
+                }
+            }
+            match task {
+                Task::Nuclei => {
+                    self.last_nucleus = Some(id);
+                    self.nuclei += 1;
+                }
+                Task::Layers => {
+                    self.last_layer = Some(id);
+                    self.layers += 1;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Write final nuclei, as `instmerge` hands them out (ids increasing, across calls too).
@@ -284,61 +552,20 @@ impl SlideExporter {
     /// [`SlideExportSpec::nuclei_classes`]; `type_id` and `type_prob` are `None` without a type
     /// head. The `label` and [`MergedItem::tile_index`] are not written.
     ///
+    /// The geometry, key, compressed `.db` row and GeoJSON feature of each nucleus are computed
+    /// on the rayon pool (the current one, else the global one), overlapping the ordered writes;
+    /// the files are the same whatever the thread count.
+    ///
     /// # Errors
     /// [`ExportError::InvalidRecord`] (id 0, empty contour, id above `u32::MAX` with an
     /// instance map), [`ExportError::RecordOrder`], [`ExportError::RowsAlreadyFinal`], and write
-    /// errors. After an error the exporter should be dropped (which removes the partial files).
+    /// errors. The nuclei of the batch before the failing one are written. After an error the
+    /// exporter should be dropped (which removes the partial files).
     pub fn write_nuclei(
         &mut self,
         batch: &[MergedItem<NucleusInstance>],
     ) -> Result<(), ExportError> {
-        let task = Task::Nuclei;
-        for MergedItem {
-            id, item: nucleus, ..
-        } in batch
-        {
-            let id = *id;
-            let points = self.check_record(task, id, self.last_nucleus, &nucleus.contour)?;
-            if self.spec.save_instance_map
-                && id > u64::from(u32::MAX)
-                && self.zarrs.iter().any(|z| z.has(task))
-            {
-                return Err(self.invalid(
-                    task,
-                    id,
-                    "ids above 4294967295 do not fit the u32 instance map".into(),
-                ));
-            }
-            if let Some((geometry, key)) = self.geometry(task, id, &nucleus.contour) {
-                if self.stores.iter().any(|(t, _)| *t == task) {
-                    let properties = to_python_json(&NucleusProperties {
-                        bbox: nucleus.bbox,
-                        centroid: nucleus.centroid,
-                        prob: nucleus.type_prob,
-                        class: class_value(&self.spec.nuclei_classes, nucleus.type_id),
-                    });
-                    for (_, store) in self.stores.iter_mut().filter(|(t, _)| *t == task) {
-                        store.append(&key, &geometry, &properties)?;
-                    }
-                }
-                let feature = FeatureProperties {
-                    object_type: "detection",
-                    classification: nucleus
-                        .type_id
-                        .map(|class| classification(&self.spec.nuclei_classes, class)),
-                    prob: nucleus.type_prob,
-                };
-                for (_, geojson) in self.geojsons.iter_mut().filter(|(t, _)| *t == task) {
-                    geojson.append(&key, &geometry, &feature)?;
-                }
-            }
-            for zarr in &mut self.zarrs {
-                zarr.write_nucleus(id, nucleus, &points)?;
-            }
-            self.last_nucleus = Some(id);
-            self.nuclei += 1;
-        }
-        Ok(())
+        self.write_records(batch)
     }
 
     /// Write tissue-layer polygons (HoVer-Net+ `layer_segmentation`), as `instmerge` hands them
@@ -354,40 +581,7 @@ impl SlideExporter {
     /// # Errors
     /// As [`write_nuclei`](Self::write_nuclei).
     pub fn write_layers(&mut self, batch: &[MergedItem<LayerRegion>]) -> Result<(), ExportError> {
-        let task = Task::Layers;
-        for MergedItem {
-            id, item: layer, ..
-        } in batch
-        {
-            let id = *id;
-            let points = self.check_record(task, id, self.last_layer, &layer.contour)?;
-            let class = u32::from(layer.type_id);
-            if let Some((geometry, key)) = self.geometry(task, id, &layer.contour) {
-                if self.stores.iter().any(|(t, _)| *t == task) {
-                    let properties = to_python_json(&LayerProperties {
-                        bbox: layer.bbox,
-                        class: class_value(&self.spec.layer_classes, Some(class)),
-                    });
-                    for (_, store) in self.stores.iter_mut().filter(|(t, _)| *t == task) {
-                        store.append(&key, &geometry, &properties)?;
-                    }
-                }
-                let feature = FeatureProperties {
-                    object_type: "annotation",
-                    classification: Some(classification(&self.spec.layer_classes, class)),
-                    prob: None,
-                };
-                for (_, geojson) in self.geojsons.iter_mut().filter(|(t, _)| *t == task) {
-                    geojson.append(&key, &geometry, &feature)?;
-                }
-            }
-            for zarr in &mut self.zarrs {
-                zarr.write_layer(id, layer, &points)?;
-            }
-            self.last_layer = Some(id);
-            self.layers += 1;
-        }
-        Ok(())
+        self.write_records(batch)
     }
 
     /// Declare that no later record of a task with a dense map (`instance_map`, `layer_map`)
@@ -561,6 +755,32 @@ mod tests {
             std::fs::read_to_string(dir.path().join("f.db")).unwrap(),
             "previous run"
         );
+    }
+
+    #[test]
+    fn records_before_a_failing_one_are_written_across_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = spec(dir.path());
+        spec.processing_size = [100, 1000];
+        let mut exporter = SlideExporter::create(spec).unwrap();
+        let mut batch: Vec<_> = (1..=700).map(nucleus).collect();
+        batch[600].id = 5; // out of order, two steps in
+        let err = exporter.write_nuclei(&batch).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ExportError::RecordOrder {
+                    id: 5,
+                    previous: 600,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!((exporter.nuclei, exporter.last_nucleus), (600, Some(600)));
+        assert!(exporter.stores.iter().all(|(_, s)| s.records() == 600));
+        assert!(exporter.geojsons.iter().all(|(_, g)| g.records() == 600));
+        assert!(exporter.zarrs.iter().all(|z| z.records() == 600));
     }
 
     #[test]

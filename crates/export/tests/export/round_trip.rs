@@ -591,3 +591,47 @@ fn rasterised_contours_give_back_the_blob_pixels() {
     }
     assert!(values == expected, "instance map differs from the blobs");
 }
+
+#[test]
+fn files_do_not_depend_on_threads_or_batches() {
+    // Records are prepared on the rayon pool a step (256) at a time and written in order: one
+    // record per call on one thread and one call of 700 on four threads give the same bytes.
+    let nuclei = random_nuclei(8, 700, 1000, true);
+    let records: Vec<MergedItem<NucleusInstance>> = nuclei.iter().map(|(r, _)| r.clone()).collect();
+    let outputs = [
+        (Task::Nuclei, Format::AnnotationStore),
+        (Task::Nuclei, Format::QuPath),
+    ];
+    let run = |threads: usize, batch: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = spec(dir.path(), "same", &outputs);
+        spec.processing_size = [1000, 800];
+        let summary = pool.install(|| {
+            let mut exporter = SlideExporter::create(spec).unwrap();
+            for chunk in records.chunks(batch) {
+                exporter.write_nuclei(chunk).unwrap();
+            }
+            exporter.finish().unwrap()
+        });
+        let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+        (summary, read("same.db"), read("same.geojson"))
+    };
+    let (one, db_one, geojson_one) = run(1, 1);
+    let (four, db_four, geojson_four) = run(4, 700);
+    assert_eq!(one.nuclei, 700);
+    assert!(one.split_polygons + one.pixel_square_polygons > 0);
+    let counts = |s: &mtseg_export::ExportSummary| {
+        let records: Vec<u64> = s.files.iter().map(|f| f.records).collect();
+        (s.nuclei, s.split_polygons, s.pixel_square_polygons, records)
+    };
+    assert_eq!(counts(&one), counts(&four));
+    assert!(db_one == db_four, ".db bytes depend on threads or batches");
+    assert!(
+        geojson_one == geojson_four,
+        "GeoJSON bytes depend on threads or batches"
+    );
+}
