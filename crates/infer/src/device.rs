@@ -1,5 +1,8 @@
 //! Where a model runs, in libtorch's terms: a [`Device`] and [`Precision`] (their grammar lives
-//! in `mtseg-types`) resolved against the CUDA devices libtorch sees.
+//! in `mtseg-types`) resolved against the CUDA devices libtorch sees and, for bf16 on a CPU, the
+//! CPU's instruction set.
+
+use std::sync::OnceLock;
 
 use mtseg_types::{Device, Precision};
 
@@ -26,19 +29,88 @@ pub(crate) fn resolve(device: Device) -> Result<tch::Device, LoadError> {
     }
 }
 
-/// The libtorch element type for `precision` on `device`, or [`LoadError::PrecisionNeedsCuda`].
+/// The libtorch element type for `precision` on `device`, or [`LoadError::PrecisionNeedsCuda`]
+/// for fp16 on a CPU.
+///
+/// bf16 runs on CPUs too (oneDNN's bf16 convolutions); where the CPU has neither `avx512_bf16`
+/// nor `amx_bf16` oneDNN emulates it, slower than fp32, and a warning says so. fp16 is refused
+/// on a CPU: libtorch's CPU fp16 convolutions measured slower than fp32 and less accurate than
+/// bf16 is fast (`benches/RESULTS.md`).
 pub(crate) fn kind(precision: Precision, device: tch::Device) -> Result<tch::Kind, LoadError> {
-    let kind = match precision {
-        Precision::Fp32 => return Ok(tch::Kind::Float),
-        Precision::Bf16 => tch::Kind::BFloat16,
-        Precision::Fp16 => tch::Kind::Half,
-    };
-    if device.is_cuda() {
-        Ok(kind)
-    } else {
-        Err(LoadError::PrecisionNeedsCuda {
+    match (precision, device.is_cuda()) {
+        (Precision::Fp32, _) => Ok(tch::Kind::Float),
+        (Precision::Bf16, true) => Ok(tch::Kind::BFloat16),
+        (Precision::Bf16, false) => {
+            if let Some(false) = cpu_has_native_bf16() {
+                tracing::warn!(
+                    "precision bf16 on a CPU without avx512_bf16 / amx_bf16: it runs emulated, \
+                     slower than fp32; use precision = \"fp32\" on this machine"
+                );
+            }
+            Ok(tch::Kind::BFloat16)
+        }
+        (Precision::Fp16, true) => Ok(tch::Kind::Half),
+        (Precision::Fp16, false) => Err(LoadError::PrecisionNeedsCuda {
             precision: precision.to_string(),
             device: format!("{device:?}").to_lowercase(),
+        }),
+    }
+}
+
+/// Whether the CPU has bf16 dot-product instructions (`avx512_bf16` or `amx_bf16` in
+/// /proc/cpuinfo's flags); `None` where that cannot be read (not Linux, no /proc).
+pub(crate) fn cpu_has_native_bf16() -> Option<bool> {
+    static FLAGS: OnceLock<Option<bool>> = OnceLock::new();
+    *FLAGS.get_or_init(|| {
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .map(|s| cpuinfo_has_native_bf16(&s))
+    })
+}
+
+/// Whether a /proc/cpuinfo text lists `avx512_bf16` or `amx_bf16` among its first CPU's flags.
+fn cpuinfo_has_native_bf16(cpuinfo: &str) -> bool {
+    cpuinfo
+        .lines()
+        .find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            (key.trim() == "flags").then_some(value)
         })
+        .is_some_and(|flags| {
+            flags
+                .split_whitespace()
+                .any(|f| f == "avx512_bf16" || f == "amx_bf16")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bf16_flags_are_read_from_the_flags_line_only() {
+        let with = "processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 avx512_vnni\nbugs\t\t: x\n";
+        let amx = "flags\t\t: fpu amx_tile amx_bf16\n";
+        let without = "processor\t: 0\nflags\t\t: fpu avx512f avx512_vnni\n";
+        let elsewhere = "model name\t: avx512_bf16 lookalike\nflags\t\t: fpu avx2\n";
+        let prefix = "flags\t\t: fpu avx512_bf16x\n";
+        assert!(cpuinfo_has_native_bf16(with));
+        assert!(cpuinfo_has_native_bf16(amx));
+        assert!(!cpuinfo_has_native_bf16(without));
+        assert!(!cpuinfo_has_native_bf16(elsewhere));
+        assert!(!cpuinfo_has_native_bf16(prefix));
+        assert!(!cpuinfo_has_native_bf16(""));
+    }
+
+    #[test]
+    fn precisions_resolve_per_device() {
+        let cpu = tch::Device::Cpu;
+        assert_eq!(kind(Precision::Fp32, cpu).unwrap(), tch::Kind::Float);
+        assert_eq!(kind(Precision::Bf16, cpu).unwrap(), tch::Kind::BFloat16);
+        let e = kind(Precision::Fp16, cpu).unwrap_err();
+        assert!(matches!(e, LoadError::PrecisionNeedsCuda { .. }), "{e}");
+        let cuda = tch::Device::Cuda(0);
+        assert_eq!(kind(Precision::Bf16, cuda).unwrap(), tch::Kind::BFloat16);
+        assert_eq!(kind(Precision::Fp16, cuda).unwrap(), tch::Kind::Half);
     }
 }
