@@ -32,20 +32,26 @@ pub(crate) fn resolve(device: Device) -> Result<tch::Device, LoadError> {
 /// The libtorch element type for `precision` on `device`, or [`LoadError::PrecisionNeedsCuda`]
 /// for fp16 on a CPU.
 ///
-/// bf16 runs on CPUs too (oneDNN's bf16 convolutions); where the CPU has neither `avx512_bf16`
-/// nor `amx_bf16` oneDNN emulates it, slower than fp32, and a warning says so. fp16 is refused
-/// on a CPU: libtorch's CPU fp16 convolutions measured slower than fp32 and less accurate than
-/// bf16 is fast (`benches/RESULTS.md`).
+/// bf16 runs on CPUs too (oneDNN's bf16 convolutions). A warning says when it is expected to be
+/// slower than fp32: without AMX (`amx_bf16`), as measured on an avx512_bf16 CPU (0.75x fp32's
+/// speed: `vdpbf16ps` does no more flops per cycle than fp32 FMAs there), and much slower where
+/// the CPU has neither flag (emulated). fp16 is refused on a CPU: libtorch's CPU fp16
+/// convolutions measured about 2x slower than fp32 (`benches/RESULTS.md`).
 pub(crate) fn kind(precision: Precision, device: tch::Device) -> Result<tch::Kind, LoadError> {
     match (precision, device.is_cuda()) {
         (Precision::Fp32, _) => Ok(tch::Kind::Float),
         (Precision::Bf16, true) => Ok(tch::Kind::BFloat16),
         (Precision::Bf16, false) => {
-            if let Some(false) = cpu_has_native_bf16() {
-                tracing::warn!(
+            match cpu_bf16() {
+                Some(CpuBf16::Emulated) => tracing::warn!(
                     "precision bf16 on a CPU without avx512_bf16 / amx_bf16: it runs emulated, \
-                     slower than fp32; use precision = \"fp32\" on this machine"
-                );
+                     much slower than fp32; use precision = \"fp32\" on this machine"
+                ),
+                Some(CpuBf16::Avx512) => tracing::warn!(
+                    "precision bf16 on a CPU with avx512_bf16 but no AMX: measured slower than \
+                     fp32 (0.75x); it pays off with AMX (amx_bf16) or on a GPU"
+                ),
+                Some(CpuBf16::Amx) | None => {}
             }
             Ok(tch::Kind::BFloat16)
         }
@@ -57,30 +63,45 @@ pub(crate) fn kind(precision: Precision, device: tch::Device) -> Result<tch::Kin
     }
 }
 
-/// Whether the CPU has bf16 dot-product instructions (`avx512_bf16` or `amx_bf16` in
-/// /proc/cpuinfo's flags); `None` where that cannot be read (not Linux, no /proc).
-pub(crate) fn cpu_has_native_bf16() -> Option<bool> {
-    static FLAGS: OnceLock<Option<bool>> = OnceLock::new();
+/// The CPU's bf16 instructions, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CpuBf16 {
+    /// AMX tiles with bf16 (`amx_bf16`).
+    Amx,
+    /// AVX-512 bf16 dot products (`avx512_bf16`), no AMX.
+    Avx512,
+    /// Neither: oneDNN emulates bf16.
+    Emulated,
+}
+
+/// The CPU's bf16 instructions from /proc/cpuinfo's flags; `None` where that cannot be read
+/// (not Linux, no /proc).
+pub(crate) fn cpu_bf16() -> Option<CpuBf16> {
+    static FLAGS: OnceLock<Option<CpuBf16>> = OnceLock::new();
     *FLAGS.get_or_init(|| {
         std::fs::read_to_string("/proc/cpuinfo")
             .ok()
-            .map(|s| cpuinfo_has_native_bf16(&s))
+            .map(|s| cpuinfo_bf16(&s))
     })
 }
 
-/// Whether a /proc/cpuinfo text lists `avx512_bf16` or `amx_bf16` among its first CPU's flags.
-fn cpuinfo_has_native_bf16(cpuinfo: &str) -> bool {
-    cpuinfo
+/// The bf16 instructions a /proc/cpuinfo text lists among its first CPU's flags.
+fn cpuinfo_bf16(cpuinfo: &str) -> CpuBf16 {
+    let flags: Vec<&str> = cpuinfo
         .lines()
         .find_map(|l| {
             let (key, value) = l.split_once(':')?;
             (key.trim() == "flags").then_some(value)
         })
-        .is_some_and(|flags| {
-            flags
-                .split_whitespace()
-                .any(|f| f == "avx512_bf16" || f == "amx_bf16")
-        })
+        .map(|f| f.split_whitespace().collect())
+        .unwrap_or_default();
+    if flags.contains(&"amx_bf16") {
+        CpuBf16::Amx
+    } else if flags.contains(&"avx512_bf16") {
+        CpuBf16::Avx512
+    } else {
+        CpuBf16::Emulated
+    }
 }
 
 #[cfg(test)]
@@ -94,12 +115,12 @@ mod tests {
         let without = "processor\t: 0\nflags\t\t: fpu avx512f avx512_vnni\n";
         let elsewhere = "model name\t: avx512_bf16 lookalike\nflags\t\t: fpu avx2\n";
         let prefix = "flags\t\t: fpu avx512_bf16x\n";
-        assert!(cpuinfo_has_native_bf16(with));
-        assert!(cpuinfo_has_native_bf16(amx));
-        assert!(!cpuinfo_has_native_bf16(without));
-        assert!(!cpuinfo_has_native_bf16(elsewhere));
-        assert!(!cpuinfo_has_native_bf16(prefix));
-        assert!(!cpuinfo_has_native_bf16(""));
+        assert_eq!(cpuinfo_bf16(with), CpuBf16::Avx512);
+        assert_eq!(cpuinfo_bf16(amx), CpuBf16::Amx);
+        assert_eq!(cpuinfo_bf16(without), CpuBf16::Emulated);
+        assert_eq!(cpuinfo_bf16(elsewhere), CpuBf16::Emulated);
+        assert_eq!(cpuinfo_bf16(prefix), CpuBf16::Emulated);
+        assert_eq!(cpuinfo_bf16(""), CpuBf16::Emulated);
     }
 
     #[test]
