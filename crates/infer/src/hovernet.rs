@@ -64,7 +64,8 @@ impl std::fmt::Debug for HoVerNet {
 
 impl HoVerNet {
     /// Reads `path` (`.pth` or `.safetensors`), checks it against `arch` and builds the network on
-    /// `device` with element type `kind` (Float, or BFloat16 / Half on CUDA).
+    /// `device` with element type `kind`: Float; BFloat16 (CPU, through oneDNN, or CUDA); Half
+    /// (CUDA). Outputs are float32 whatever the kind.
     ///
     /// # Errors
     /// Any [`LoadError`] of [`WeightSet::read`] and [`WeightSet::check`];

@@ -61,9 +61,12 @@
 //!   TIAToolbox's PyTorch-eager `infer_batch` on a 2-core CPU (`benches/hovernet_forward.rs`)
 //!   and stay within 1e-4 of it. Merging the decoder's first convolutions of all heads is
 //!   available but off (no measurable gain).
-//! - No GPU was available while this crate was written: the CUDA and bf16 / fp16 paths (device
-//!   resolution, weights and inputs cast, outputs back to f32) are implemented but only their
-//!   refusal on a CPU-only machine is tested.
+//! - bf16 runs on a CPU too (`precision = "bf16"`: weights and inputs cast, oneDNN's bf16
+//!   convolutions, outputs back to f32), tested against fp32 in `tests/bf16_cpu.rs`; it is not
+//!   the default (on the demo model np moves by up to 0.45 and 0.8% of pixels cross np = 0.5;
+//!   nuclei F1 vs fp32 to be measured), nor faster without AMX (0.75x fp32 on an avx512_bf16
+//!   CPU). fp16 on a CPU is refused: its convolutions measured ~2x slower than fp32. No GPU was available while this crate was written: the CUDA paths (device resolution,
+//!   bf16 / fp16 there) are implemented but only their refusal on a CPU-only machine is tested.
 //!
 //! # Logging
 //!

@@ -14,8 +14,9 @@ use crate::torchscript::TorchScriptModel;
 /// asked, then reads the weights (native) or the TorchScript module.
 ///
 /// # Errors
-/// [`LoadError::CudaUnavailable`], [`LoadError::PrecisionNeedsCuda`] before any file is read; then
-/// the weight and format errors of [`HoVerNet::load`] / [`TorchScriptModel::load`].
+/// [`LoadError::CudaUnavailable`], [`LoadError::PrecisionNeedsCuda`] (fp16 on a CPU) before any
+/// file is read; then the weight and format errors of [`HoVerNet::load`] /
+/// [`TorchScriptModel::load`].
 pub fn load_model(params: &ModelParams) -> Result<Box<dyn Model>, LoadError> {
     params.architecture.validate()?;
     let device = torch_device::resolve(params.device)?;

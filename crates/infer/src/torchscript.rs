@@ -80,7 +80,9 @@ impl TorchScriptModel {
             detail: e.to_string(),
         })?;
         if kind != Kind::Float {
-            // Only reached on CUDA (bf16 / fp16 are refused on CPU before loading).
+            // bf16 (CPU or CUDA) or fp16 (CUDA): parameters and buffers cast; the input is cast
+            // by `input_tensor` (0..255 integers are exact in bf16), the outputs back to f32 by
+            // `logits_to_pending`.
             module.to(device, kind, false);
         }
         tracing::debug!(path = %path.display(), ?device, "torchscript model loaded");

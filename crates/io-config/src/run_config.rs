@@ -765,7 +765,9 @@ impl Resolver<'_> {
             })?,
             None => Precision::Fp32,
         };
-        if precision != Precision::Fp32 && device == Device::Cpu {
+        // bf16 runs on CPUs too (oneDNN); fp16 does not: libtorch's CPU fp16 convolutions
+        // measured slower than fp32 (mtseg-infer's benches/RESULTS.md).
+        if precision == Precision::Fp16 && device == Device::Cpu {
             let p = rm
                 .precision
                 .as_ref()
@@ -773,7 +775,8 @@ impl Resolver<'_> {
             return Err(self.err(
                 p,
                 "model.precision",
-                "bf16/fp16 run only on CUDA; use fp32 with device = \"cpu\"",
+                "fp16 runs only on CUDA (on a CPU it is slower than fp32); \
+                 use \"bf16\" or \"fp32\" with device = \"cpu\"",
             ));
         }
         let batch_size = match &rm.batch_size {

@@ -168,9 +168,10 @@ fn bad_enum_values_suggest_the_closest() {
     ));
     assert_eq!(e.key(), Some("model.device"));
     let e = err(&format!(
-        "[model]\npreset = \"hovernet_fast-pannuke\"\ndevice = \"cpu\"\nprecision = \"bf16\"\n{INPUT}"
+        "[model]\npreset = \"hovernet_fast-pannuke\"\ndevice = \"cpu\"\nprecision = \"fp16\"\n{INPUT}"
     ));
     assert_eq!(e.key(), Some("model.precision"));
+    assert!(e.to_string().contains("\"bf16\" or \"fp32\""), "{e}");
     let e = err(&format!(
         "[model]\npreset = \"hovernet_fast-pannuke\"\n[pipeline]\nmemory_limit = \"lots\"\n{INPUT}"
     ));

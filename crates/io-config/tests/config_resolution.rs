@@ -153,6 +153,19 @@ fn manifest_entries_are_relative_to_the_manifest() {
     );
 }
 
+/// bf16 runs on a CPU (oneDNN); fp16 on a CPU is refused (tests/config_errors.rs).
+#[test]
+fn bf16_is_accepted_on_the_cpu() {
+    let cfg = RunConfig::from_toml(
+        "[model]\npreset = \"hovernet_fast-pannuke\"\ndevice = \"cpu\"\nprecision = \"bf16\"\n\
+         [input]\nslides = [\"a.svs\"]\n",
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    assert_eq!(cfg.model.device, Device::Cpu);
+    assert_eq!(cfg.model.precision, Precision::Bf16);
+}
+
 #[test]
 fn shared_types_come_out_of_the_config() {
     let cfg = RunConfig::from_toml(
