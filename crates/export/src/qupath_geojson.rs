@@ -39,7 +39,7 @@ const BUFFER_BYTES: usize = 1 << 20;
 #[derive(Debug)]
 enum Sink {
     Plain(BufWriter<File>),
-    Gzip(GzEncoder<BufWriter<File>>),
+    Gzip(Box<GzEncoder<BufWriter<File>>>),
 }
 
 impl Write for Sink {
@@ -188,7 +188,7 @@ impl GeojsonWriter {
             .map_err(|e| ExportError::io("create", temp.temp_path(), e))?;
         let buffered = BufWriter::with_capacity(BUFFER_BYTES, file);
         let mut sink = if gzip {
-            Sink::Gzip(GzEncoder::new(buffered, Compression::default()))
+            Sink::Gzip(Box::new(GzEncoder::new(buffered, Compression::default())))
         } else {
             Sink::Plain(buffered)
         };
