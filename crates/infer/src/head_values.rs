@@ -81,7 +81,7 @@ pub(crate) fn nchw_logits_to_nhwc(
                         *o = top as f32;
                         continue;
                     }
-                    let m = (0..c).fold(f32::NEG_INFINITY, |m, k| m.max(planes[k * hw + i]));
+                    // `m` is the largest logit (NaN skipped, as `f32::max` skips it)
                     let mut sum = 0f32;
                     for (k, ek) in e.iter_mut().enumerate() {
                         *ek = (planes[k * hw + i] - m).exp();
