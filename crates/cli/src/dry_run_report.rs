@@ -23,7 +23,7 @@ pub(crate) fn run(cfg: &RunConfig, shard: Option<Shard>, slides: &[usize]) -> Ex
         "threads: {} for reading, post-processing and writing; libtorch {} on a CPU (OpenMP wait policy {})",
         cpu_threads(cfg),
         torch_threads(cfg),
-        std::env::var("OMP_WAIT_POLICY").unwrap_or_else(|_| "unset: spinning".into())
+        crate::openmp_wait::current_policy()
     );
     if let Some(shard) = shard {
         println!(

@@ -22,6 +22,11 @@ pub(crate) fn needs_restart(current: Option<OsString>) -> bool {
     current.is_none()
 }
 
+/// The wait policy this process runs with, as `--dry-run` prints it.
+pub(crate) fn current_policy() -> String {
+    std::env::var(VAR).unwrap_or_else(|_| "unset: spinning".into())
+}
+
 /// Restarts the binary with `OMP_WAIT_POLICY=PASSIVE` (same arguments, same process id) when
 /// the variable is unset. Returns only when nothing had to be done, or when the restart failed
 /// (then the run goes on with OpenMP's default policy, after a warning).
